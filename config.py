@@ -1,0 +1,98 @@
+"""Configuration from the environment (and a `.env` file), with embedded defaults.
+
+A new user sets nothing: the database is SQLite and the Celery broker is kombu's
+SQLAlchemy transport over SQLite, both inside the instance folder. Production sets
+DATABASE_URL (a plain `postgresql://` URL is fine) and CELERY_BROKER_URL (Redis).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from dotenv import load_dotenv
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+DEFAULT_INSTANCE_PATH = PROJECT_ROOT / "instance"
+
+# Sphere Handbook (2018) minimum standards, per person per day unless noted.
+# One table, so an operation can adapt them (e.g. a colder climate) by configuration.
+SPHERE_DEFAULTS: dict[str, float] = {
+    "water_litres_per_person_per_day": 15.0,
+    "food_kcal_per_person_per_day": 2100.0,
+    "covered_space_m2_per_person": 3.5,
+    "people_per_latrine": 20.0,
+}
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value.strip() == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from exc
+
+
+def database_url(raw: str) -> str:
+    """Map the plain URLs hosting platforms write to the driver we install (psycopg 3)."""
+    for prefix in ("postgres://", "postgresql://"):
+        if raw.startswith(prefix):
+            return "postgresql+psycopg://" + raw[len(prefix) :]
+    return raw
+
+
+def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Build the Flask config mapping from the environment, `.env`, and overrides."""
+    load_dotenv(PROJECT_ROOT / ".env", override=False)
+    env = dict(os.environ)
+    overrides = dict(overrides or {})
+
+    instance_path = Path(
+        overrides.pop("INSTANCE_PATH", None) or env.get("INSTANCE_PATH") or DEFAULT_INSTANCE_PATH
+    ).resolve()
+
+    db_url = overrides.get("DATABASE_URL") or env.get("DATABASE_URL")
+    if not db_url:
+        db_url = f"sqlite:///{instance_path / 'needs-tracker.db'}"
+    broker_url = overrides.get("CELERY_BROKER_URL") or env.get("CELERY_BROKER_URL")
+    if not broker_url:
+        broker_url = f"sqla+sqlite:///{instance_path / 'broker.db'}"
+
+    config: dict[str, Any] = {
+        "INSTANCE_PATH": str(instance_path),
+        "SECRET_KEY": env.get("SECRET_KEY") or "",
+        "DATABASE_URL": db_url,
+        "SQLALCHEMY_DATABASE_URI": database_url(db_url),
+        "CELERY_BROKER_URL": broker_url,
+        "MAX_CONTENT_LENGTH": _int(env, "MAX_BODY_BYTES", 1024 * 1024),
+        "REPORTS_BATCH_LIMIT": 500,
+        # Field devices' clocks drift; a report a little "in the future" is still refused
+        # beyond this tolerance.
+        "CLOCK_SKEW_SECONDS": _int(env, "CLOCK_SKEW_SECONDS", 120),
+        # A request that claimed an Idempotency-Key and then died frees the key after this.
+        "IDEMPOTENCY_LOCK_SECONDS": _int(env, "IDEMPOTENCY_LOCK_SECONDS", 60),
+        "SUMMARY_INTERVAL_MINUTES": _int(env, "SUMMARY_INTERVAL_MINUTES", 60),
+        "STALE_AFTER_HOURS": _int(env, "STALE_AFTER_HOURS", 6),
+        "SMTP_HOST": env.get("SMTP_HOST") or None,
+        "SMTP_PORT": _int(env, "SMTP_PORT", 25),
+        "SMTP_USERNAME": env.get("SMTP_USERNAME") or None,
+        "SMTP_PASSWORD": env.get("SMTP_PASSWORD") or None,
+        "SMTP_STARTTLS": _bool(env.get("SMTP_STARTTLS")),
+        "MAIL_FROM": env.get("MAIL_FROM") or "needs-tracker@localhost",
+        "SPHERE": dict(SPHERE_DEFAULTS),
+        "LOG_LEVEL": env.get("LOG_LEVEL") or "INFO",
+        "PORT": _int(env, "PORT", 8000),
+    }
+    config.update(overrides)
+    if "DATABASE_URL" in overrides:
+        config["SQLALCHEMY_DATABASE_URI"] = database_url(overrides["DATABASE_URL"])
+    return config

@@ -1,0 +1,139 @@
+"""needs-tracker: head counts of displaced people, aggregated into situation summaries."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, g, request, send_from_directory
+from sqlalchemy import event
+from swagger_ui_bundle import swagger_ui_path
+
+import config as settings
+from service.api import register_blueprints
+from service.auth import authenticate
+from service.celery_app import celery_init_app
+from service.cli import register_commands
+from service.errors import register_error_handlers
+from service.extensions import db, migrate
+from service.logs import configure_logging
+from service.openapi import Api
+
+access_log = logging.getLogger("needs_tracker.access")
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    conf = settings.load(config)
+    instance_path = Path(conf["INSTANCE_PATH"])
+    instance_path.mkdir(parents=True, exist_ok=True)
+    app = Flask(__name__, instance_path=str(instance_path))
+    app.config.update(conf)
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = _instance_secret(instance_path)
+    app.config.update(_openapi_settings())
+    configure_logging(app.config["LOG_LEVEL"])
+
+    register_extensions(app)
+    register_error_handlers(app)
+    register_commands(app)
+    app.before_request(_start_timer)
+    app.before_request(authenticate)
+    app.after_request(_log_request)
+    app.add_url_rule(
+        "/api/v1/docs/assets/<path:filename>",
+        "swagger_ui_assets",
+        lambda filename: send_from_directory(swagger_ui_path, filename),
+    )
+    return app
+
+
+def register_extensions(app: Flask) -> None:
+    db.init_app(app)
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            _tune_sqlite(db.engine)
+    # Batch mode: SQLite can only ALTER a table by copying it.
+    migrate.init_app(
+        app,
+        db,
+        directory=str(settings.PROJECT_ROOT / "migrations"),
+        render_as_batch=True,
+        compare_type=True,
+    )
+    api = Api(app)
+    register_blueprints(api)
+    celery_init_app(app)
+
+
+def _tune_sqlite(engine: Any) -> None:
+    """WAL so readers never wait for the writer; foreign keys on; and every transaction
+    takes the write lock up front (BEGIN IMMEDIATE), so two writers queue on the busy
+    timeout instead of failing when a read transaction tries to become a write."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _instance_secret(instance_path: Path) -> str:
+    """A per-instance secret kept in the instance folder when SECRET_KEY is not set."""
+    path = instance_path / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _openapi_settings() -> dict[str, Any]:
+    return {
+        "API_TITLE": "needs-tracker",
+        "API_VERSION": "v1",
+        "OPENAPI_VERSION": "3.0.3",
+        "OPENAPI_URL_PREFIX": "/api/v1",
+        "OPENAPI_JSON_PATH": "openapi.json",
+        "OPENAPI_SWAGGER_UI_PATH": "docs",
+        # Served from the package: the field has bad connections, so no CDN.
+        "OPENAPI_SWAGGER_UI_URL": "/api/v1/docs/assets/",
+        "API_SPEC_OPTIONS": {
+            "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
+            "security": [{"bearerAuth": []}],
+            "info": {
+                "description": "Head counts of people waiting at sites, and the situation "
+                "summaries built from them. Every call needs `Authorization: Bearer <token>`."
+            },
+        },
+    }
+
+
+def _start_timer() -> None:
+    g.started = time.perf_counter()
+
+
+def _log_request(response: Any) -> Any:
+    caller = g.get("caller")
+    access_log.info(
+        "request",
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "duration_ms": round(
+                (time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 1
+            ),
+            "token_id": caller.token_id if caller else None,
+        },
+    )
+    return response

@@ -1,0 +1,134 @@
+"""/api/v1/groups: groups at sites, with their current count (the counting rule)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from service.api.fields import Text
+from service.api.pagination import QueryPage
+from service.auth import current_caller, requires
+from service.domain import groups as domain
+from service.domain.counting import current_counts
+from service.extensions import db
+from service.models import Group, GroupStatus, Role
+
+blp = Blueprint("groups", __name__, url_prefix="/api/v1/groups", description="Groups")
+
+
+class GroupIn(Schema):
+    site_id = fields.String(required=True)
+    label = Text(max_length=200, required=True)
+    origin = Text(max_length=200, allow_none=True)
+    status = fields.Enum(GroupStatus, by_value=True, load_default=GroupStatus.waiting)
+
+
+class GroupPatch(Schema):
+    site_id = fields.String()
+    label = Text(max_length=200)
+    origin = Text(max_length=200, allow_none=True)
+    status = fields.Enum(GroupStatus, by_value=True)
+
+
+class GroupMoveOut(Schema):
+    from_site_id = fields.String()
+    to_site_id = fields.String()
+    moved_at = fields.AwareDateTime()
+
+
+class GroupOut(Schema):
+    id = fields.UUID()
+    site_id = fields.String()
+    label = fields.String()
+    origin = fields.String(allow_none=True)
+    status = fields.Enum(GroupStatus, by_value=True)
+    current_count = fields.Integer(
+        allow_none=True, metadata={"description": "Total of the latest report (null: none yet)."}
+    )
+    last_observed_at = fields.AwareDateTime(allow_none=True)
+    created_at = fields.AwareDateTime()
+    updated_at = fields.AwareDateTime()
+
+
+class GroupDetailOut(GroupOut):
+    moves = fields.List(fields.Nested(GroupMoveOut), metadata={"description": "Site history."})
+
+
+class GroupQueryArgs(Schema):
+    site_id = fields.String()
+    status = fields.Enum(GroupStatus, by_value=True)
+
+
+def with_counts(groups: Sequence[Group]) -> list[dict[str, Any]]:
+    counts = current_counts([g.id for g in groups])
+    views = []
+    for group in groups:
+        count = counts.get(group.id)
+        views.append(
+            {
+                "id": group.id,
+                "site_id": group.site_id,
+                "label": group.label,
+                "origin": group.origin,
+                "status": group.status,
+                "current_count": count.total if count else None,
+                "last_observed_at": count.observed_at if count else None,
+                "created_at": group.created_at,
+                "updated_at": group.updated_at,
+                "moves": group.moves,
+            }
+        )
+    return views
+
+
+class GroupPage(QueryPage):
+    """Pages of groups, each page's current counts looked up in one query."""
+
+    def present(self, rows: Sequence[Group]) -> list[dict[str, Any]]:
+        return with_counts(rows)
+
+
+@blp.route("")
+class Groups(MethodView):
+    @blp.arguments(GroupQueryArgs, location="query")
+    @blp.response(200, GroupOut(many=True))
+    @blp.paginate(GroupPage, page_size=100, max_page_size=1000)
+    def get(self, args: dict[str, Any]) -> Any:
+        """List groups; filter by `site_id` and `status`."""
+        query = db.select(Group).order_by(Group.created_at, Group.id)
+        if "site_id" in args:
+            query = query.where(Group.site_id == args["site_id"])
+        if "status" in args:
+            query = query.where(Group.status == args["status"])
+        return query
+
+    @requires(Role.admin, Role.coordinator)
+    @blp.arguments(GroupIn)
+    @blp.response(201, GroupDetailOut)
+    def post(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Register a group at a site (a coordinator of that site, or an admin)."""
+        group = domain.create_group(current_caller(), data)
+        db.session.commit()
+        return with_counts([group])[0]
+
+
+@blp.route("/<uuid:group_id>")
+class GroupById(MethodView):
+    @blp.response(200, GroupDetailOut)
+    def get(self, group_id: uuid.UUID) -> dict[str, Any]:
+        """One group, with its current count and site history."""
+        return with_counts([domain.get_group(group_id)])[0]
+
+    @requires(Role.admin, Role.coordinator)
+    @blp.arguments(GroupPatch)
+    @blp.response(200, GroupDetailOut)
+    def patch(self, changes: dict[str, Any], group_id: uuid.UUID) -> dict[str, Any]:
+        """Change a group; a new `site_id` moves it (the move is kept in its history)."""
+        group = domain.update_group(current_caller(), group_id, changes)
+        db.session.commit()
+        return with_counts([group])[0]

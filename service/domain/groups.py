@@ -1,0 +1,82 @@
+"""Groups of people waiting together at a site, and their moves between sites."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from service import audit
+from service.auth import Caller
+from service.errors import Problem
+from service.extensions import db
+from service.models import Group, GroupMove, Site
+
+GROUP_FIELDS = ("site_id", "label", "origin", "status")
+
+
+def group_state(group: Group) -> dict[str, Any]:
+    return {
+        "id": str(group.id),
+        "site_id": group.site_id,
+        "label": group.label,
+        "origin": group.origin,
+        "status": group.status.value if group.status else None,
+    }
+
+
+def get_group(group_id: uuid.UUID) -> Group:
+    group = db.session.get(Group, group_id)
+    if group is None:
+        raise Problem(404, f"There is no group '{group_id}'.")
+    return group
+
+
+def _existing_active_site(site_id: str) -> Site:
+    site = db.session.get(Site, site_id)
+    if site is None:
+        raise Problem(
+            422,
+            f"There is no site '{site_id}'.",
+            errors=[{"field": "site_id", "message": "Unknown site."}],
+        )
+    if not site.active:
+        raise Problem(
+            422,
+            f"Site '{site_id}' is not active; groups cannot be placed there.",
+            errors=[{"field": "site_id", "message": "Inactive site."}],
+        )
+    return site
+
+
+def create_group(caller: Caller, data: dict[str, Any]) -> Group:
+    caller.require_site(data["site_id"])
+    _existing_active_site(data["site_id"])
+    group = Group(**data)
+    db.session.add(group)
+    db.session.flush()
+    audit.record(caller, "group.create", "group", group.id, after=group_state(group))
+    return group
+
+
+def update_group(caller: Caller, group_id: uuid.UUID, changes: dict[str, Any]) -> Group:
+    """Change a group; a new `site_id` is a move, kept in the group's history.
+
+    A coordinator must hold the group's current site, and for a move the destination
+    too: nobody writes into a site their token does not name.
+    """
+    group = get_group(group_id)
+    caller.require_site(group.site_id)
+    before = group_state(group)
+    new_site = changes.pop("site_id", group.site_id)
+    if new_site != group.site_id:
+        caller.require_site(new_site)
+        _existing_active_site(new_site)
+        group.moves.append(
+            GroupMove(from_site_id=group.site_id, to_site_id=new_site, token_id=caller.token_id)
+        )
+        group.site_id = new_site
+    for name, value in changes.items():
+        setattr(group, name, value)
+    db.session.flush()
+    audit.record(caller, "group.update", "group", group.id, before=before, after=group_state(group))
+    return group

@@ -1,0 +1,137 @@
+"""RFC 9457 problem details for every error the service answers with."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from flask import Flask, Response, json
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger(__name__)
+
+
+class Problem(HTTPException):
+    """An HTTP error carrying problem details; raise it anywhere in a request."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        title: str | None = None,
+        errors: list[dict[str, str]] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(description=detail)
+        self.code = status
+        self.title = title
+        self.errors = errors
+        self.extra_headers = dict(headers or {})
+
+
+def field_errors(messages: Any, prefix: str = "") -> list[dict[str, str]]:
+    """Flatten marshmallow/webargs messages into `[{"field": "sadd.male_0_4", "message": ...}]`."""
+    return list(_walk(messages, prefix))
+
+
+def _walk(messages: Any, path: str) -> Iterator[dict[str, str]]:
+    if isinstance(messages, Mapping):
+        for key, value in messages.items():
+            name = str(key)
+            if name == "_schema":
+                name = ""
+            yield from _walk(value, f"{path}.{name}" if path and name else (path or name))
+    elif isinstance(messages, list | tuple):
+        if all(isinstance(m, str) for m in messages):
+            for message in messages:
+                yield {"field": path, "message": message}
+        else:
+            for item in messages:
+                yield from _walk(item, path)
+    else:
+        yield {"field": path, "message": str(messages)}
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    errors: list[dict[str, str]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title or _title(status),
+        "status": status,
+        "detail": detail,
+    }
+    if errors:
+        body["errors"] = errors
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _title(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def handle_http_exception(error: HTTPException) -> Response:
+    status = error.code or 500
+    if isinstance(error, Problem):
+        return problem_response(
+            status,
+            error.description or "",
+            title=error.title,
+            errors=error.errors,
+            headers=error.extra_headers,
+        )
+    errors = None
+    detail = error.description or _title(status)
+    # webargs/flask-smorest attach validation messages as error.data["messages"].
+    data = getattr(error, "data", None) or {}
+    if isinstance(data, Mapping) and "messages" in data:
+        errors = field_errors(_without_location(data["messages"]))
+        detail = "The request has invalid fields; see errors."
+    if status == 413:
+        detail = (
+            "The request body is larger than this service accepts; send fewer reports per batch."
+        )
+    headers = {}
+    if status == 405 and error.get_response().headers.get("Allow"):
+        headers["Allow"] = error.get_response().headers["Allow"]
+    return problem_response(status, detail, errors=errors, headers=headers)
+
+
+def _without_location(messages: Any) -> Any:
+    """webargs nests messages under the location ("json", "query"); keep that only if mixed."""
+    if isinstance(messages, Mapping) and len(messages) == 1:
+        ((location, inner),) = messages.items()
+        if location in {"json", "query", "headers", "form", "files", "view_args"}:
+            return inner
+    return messages
+
+
+def handle_unexpected(error: Exception) -> Response:
+    log.exception("unhandled error", extra={"error_type": type(error).__name__})
+    return problem_response(
+        500,
+        "Something went wrong on our side; nothing was stored. Try again, and tell the "
+        "coordination lead if it keeps happening.",
+    )
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(InternalServerError, handle_http_exception)
+    app.register_error_handler(Exception, handle_unexpected)

@@ -1,0 +1,26 @@
+"""The domain's tables, as typed SQLAlchemy 2 models."""
+
+from service.models.audit import AuditEvent
+from service.models.groups import Group, GroupMove, GroupStatus
+from service.models.idempotency import IdempotencyRecord
+from service.models.reports import NEEDS_SECTORS, SADD_KEYS, VULNERABLE_KEYS, Report, ReportNeed
+from service.models.sites import Site, SiteKind
+from service.models.tokens import ApiToken, Role, token_sites
+
+__all__ = [
+    "NEEDS_SECTORS",
+    "SADD_KEYS",
+    "VULNERABLE_KEYS",
+    "ApiToken",
+    "AuditEvent",
+    "Group",
+    "GroupMove",
+    "GroupStatus",
+    "IdempotencyRecord",
+    "Report",
+    "ReportNeed",
+    "Role",
+    "Site",
+    "SiteKind",
+    "token_sites",
+]

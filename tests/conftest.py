@@ -1,0 +1,120 @@
+"""Fixtures: a migrated database per test session, emptied after every test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_migrate import upgrade
+from sqlalchemy import text
+
+from service import create_app
+from service.auth import OPERATOR, issue_token
+from service.domain.sites import seed_sites
+from service.extensions import db
+from service.models import Role, Site
+from tests.backends import REDIS_URL, empty_database, on_services
+
+
+def pytest_report_header() -> str:
+    return f"needs-tracker backend: {'PostgreSQL + Redis' if on_services() else 'embedded'}"
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One database for the session, built by the migrations (so every test runs on them)."""
+    folder = tmp_path_factory.mktemp("db")
+    with empty_database(folder) as url:
+        app = create_app(_settings(folder, url))
+        with app.app_context():
+            upgrade(directory=app.extensions["migrate"].directory)
+            db.engine.dispose()
+        yield url
+
+
+def _settings(instance: Path, database_url: str) -> dict[str, Any]:
+    settings: dict[str, Any] = {
+        "TESTING": True,
+        "INSTANCE_PATH": str(instance),
+        "DATABASE_URL": database_url,
+    }
+    if on_services():
+        settings["CELERY_BROKER_URL"] = REDIS_URL
+    return settings
+
+
+@pytest.fixture
+def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
+    """Build an app on the session database with extra settings; cleaned up after."""
+    apps: list[Flask] = []
+
+    def build(**overrides: Any) -> Flask:
+        app = create_app({**_settings(tmp_path / "instance", database_url), **overrides})
+        with app.app_context():
+            if not apps:
+                seed_sites(OPERATOR)
+                db.session.commit()
+        apps.append(app)
+        return app
+
+    yield build
+    if apps:
+        with apps[0].app_context():
+            _empty_tables()
+    for app in apps:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+def _empty_tables() -> None:
+    db.session.rollback()
+    tables = list(reversed(db.metadata.sorted_tables))
+    if db.engine.dialect.name == "postgresql":
+        names = ", ".join(f'"{t.name}"' for t in tables)
+        db.session.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    else:
+        for table in tables:
+            db.session.execute(table.delete())
+    db.session.commit()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+class Auth:
+    """Makes tokens and the headers that carry them."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+
+    def token(self, role: str, *sites: str, name: str | None = None) -> str:
+        with self.app.app_context():
+            found = [db.session.get(Site, s) for s in sites]
+            assert all(found), f"unknown site in {sites}"
+            _, secret = issue_token(Role(role), name or f"test {role}", found)
+            db.session.commit()
+        return secret
+
+    def headers(self, role: str, *sites: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(role, *sites)}"}
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return self.headers("admin")
+
+
+@pytest.fixture
+def auth(app: Flask) -> Auth:
+    return Auth(app)

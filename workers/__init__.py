@@ -1,0 +1,1 @@
+"""Celery workers: the entry point and the tasks that call the domain core."""
