@@ -1,0 +1,56 @@
+# needs-tracker: `make run` to serve, `make test` to test. Nothing else is needed
+# but Python 3.11+; PostgreSQL and Redis are used when they are there.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: install run test test-embedded test-services lint format bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@touch $@
+
+run: install
+	$(BIN)/needs-tracker db upgrade
+	$(BIN)/needs-tracker seed
+	$(BIN)/needs-tracker serve
+
+# The suite runs twice: on the embedded default, then on PostgreSQL + Redis.
+test: install test-embedded test-services
+
+test-embedded: install
+	@echo "== tests on the embedded default (SQLite, embedded broker) =="
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-services: install
+	@if $(BIN)/python -m tests.services_up; then \
+		echo "== tests on PostgreSQL + Redis =="; \
+		NT_TEST_BACKEND=services $(BIN)/pytest $(PYTEST_ARGS); \
+	elif [ -n "$$CI" ]; then \
+		echo "CI needs PostgreSQL and Redis for the second pass; see above." >&2; exit 1; \
+	else \
+		echo ""; \
+		echo "************************************************************************"; \
+		echo "* NOT RUN: the PostgreSQL + Redis pass (see above for what is missing). *"; \
+		echo "* Only the embedded pass ran. Start both and run 'make test-services'. *"; \
+		echo "************************************************************************"; \
+	fi
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
