@@ -1,0 +1,143 @@
+"""The needs-tracker command: seed, tokens, db upgrade and serve."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.backends import REDIS_URL, empty_database, on_services
+
+NEEDS_TRACKER = str(Path(sys.executable).with_name("needs-tracker"))
+
+
+def test_seed_adds_the_two_sites_once(app, client, auth):
+    result = app.test_cli_runner().invoke(args=["seed"])
+    assert result.exit_code == 0
+    assert "default sites are there" in result.output
+    sites = client.get("/api/v1/sites", headers=auth.admin).get_json()
+    assert [s["id"] for s in sites] == ["stepanakert-airport", "stepanakert-centre"]
+
+
+def test_token_create_prints_a_working_token_as_last_line(app, client):
+    runner = app.test_cli_runner()
+    result = runner.invoke(
+        args=[
+            "token",
+            "create",
+            "--role",
+            "coordinator",
+            "--site",
+            "stepanakert-airport",
+            "--name",
+            "airport team",
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    secret = result.output.strip().splitlines()[-1]
+    assert secret.startswith("nt_") and len(secret) >= 46
+    headers = {"Authorization": f"Bearer {secret}"}
+    allowed = client.post(
+        "/api/v1/groups",
+        json={"site_id": "stepanakert-airport", "label": "Hangar 3"},
+        headers=headers,
+    )
+    refused = client.post(
+        "/api/v1/groups",
+        json={"site_id": "stepanakert-centre", "label": "School 5"},
+        headers=headers,
+    )
+    assert (allowed.status_code, refused.status_code) == (201, 403)
+
+    listing = runner.invoke(args=["token", "list"])
+    assert "airport team" in listing.output
+    assert secret not in listing.output
+
+    token_id = listing.output.strip().splitlines()[-1].split("\t")[0]
+    assert runner.invoke(args=["token", "revoke", token_id]).exit_code == 0
+    assert client.get("/api/v1/sites", headers=headers).status_code == 401
+
+
+def test_token_create_refuses_unknown_site_and_siteless_coordinator(app):
+    runner = app.test_cli_runner()
+    unknown = runner.invoke(args=["token", "create", "--role", "coordinator", "--site", "mars"])
+    assert unknown.exit_code != 0
+    assert "no site 'mars'" in unknown.output
+    siteless = runner.invoke(args=["token", "create", "--role", "coordinator"])
+    assert siteless.exit_code != 0
+    assert "at least one --site" in siteless.output
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.status, response.read()
+
+
+def test_serve_migrates_answers_healthz_and_stops_on_ctrl_c(tmp_path):
+    with empty_database(tmp_path) as database_url:
+        port = _free_port()
+        env = dict(
+            os.environ,
+            INSTANCE_PATH=str(tmp_path / "instance"),
+            PORT=str(port),
+            DATABASE_URL=database_url,
+        )
+        if on_services():
+            env["CELERY_BROKER_URL"] = REDIS_URL
+        log_path = tmp_path / "serve.log"
+        log = log_path.open("w")
+        process = subprocess.Popen(
+            [NEEDS_TRACKER, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    status, body = _get(f"http://127.0.0.1:{port}/healthz")
+                    break
+                except OSError:
+                    assert process.poll() is None, log_path.read_text()
+                    assert time.monotonic() < deadline, "serve did not answer within 60 s"
+                    time.sleep(0.3)
+            assert status == 200
+            assert b'"ok"' in body
+            ready_status, _ = _get(f"http://127.0.0.1:{port}/readyz")
+            assert ready_status == 200
+            # serve ran the migrations: a token made now works against the running API.
+            created = subprocess.run(
+                [NEEDS_TRACKER, "token", "create", "--role", "reader"],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            secret = created.stdout.strip().splitlines()[-1]
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/api/v1/sites",
+                headers={"Authorization": f"Bearer {secret}"},
+            )
+            with urllib.request.urlopen(request, timeout=5) as response:
+                assert response.status == 200
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                raise
+            finally:
+                log.close()
+        assert process.returncode == 0, log_path.read_text()
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", port)) != 0, "the web server outlived serve"

@@ -1,0 +1,236 @@
+"""Resends store nothing new: Idempotency-Key on POST /reports, client_id in batches."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from service.domain import idempotency
+from service.domain.reports import request_fingerprint
+from service.extensions import db
+from service.models import ApiToken, IdempotencyRecord, Report
+from service.types import utcnow
+from tests.helpers import create_group, report_body
+
+
+def stored_reports(app) -> int:
+    with app.app_context():
+        return db.session.execute(select(func.count()).select_from(Report)).scalar_one()
+
+
+def test_resend_with_same_key_stores_one_report(app, client, auth):
+    headers = auth.headers("coordinator", "stepanakert-centre")
+    group = create_group(client, headers)
+    body = report_body(group["id"], 80)
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    first = client.post("/api/v1/reports", json=body, headers=headers | key)
+    again = client.post("/api/v1/reports", json=body, headers=headers | key)
+    assert first.status_code == 201
+    assert again.status_code == 201
+    assert again.get_json() == first.get_json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first.headers
+    assert stored_reports(app) == 1
+
+
+def test_quoted_key_as_in_the_draft_is_the_same_key(app, client, auth):
+    headers = auth.admin
+    group = create_group(client, headers)
+    body = report_body(group["id"])
+    client.post("/api/v1/reports", json=body, headers=headers | {"Idempotency-Key": '"k-1"'})
+    again = client.post("/api/v1/reports", json=body, headers=headers | {"Idempotency-Key": "k-1"})
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert stored_reports(app) == 1
+
+
+def test_same_key_with_different_body_is_422_and_stores_nothing(app, client, auth):
+    headers = auth.admin
+    group = create_group(client, headers)
+    key = {"Idempotency-Key": "tally-7"}
+    client.post("/api/v1/reports", json=report_body(group["id"], 80), headers=headers | key)
+    other = client.post("/api/v1/reports", json=report_body(group["id"], 81), headers=headers | key)
+    assert other.status_code == 422
+    assert other.mimetype == "application/problem+json"
+    assert "different" in other.get_json()["detail"]
+    assert stored_reports(app) == 1
+
+
+def test_same_moment_in_another_offset_is_the_same_request(app, client, auth):
+    headers = auth.admin
+    group = create_group(client, headers)
+    key = {"Idempotency-Key": "tz-1"}
+    utc = report_body(group["id"], 5, "2023-09-21T06:00:00+00:00")
+    yerevan = report_body(group["id"], 5, "2023-09-21T10:00:00+04:00")
+    assert client.post("/api/v1/reports", json=utc, headers=headers | key).status_code == 201
+    again = client.post("/api/v1/reports", json=yerevan, headers=headers | key)
+    assert again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+
+
+def test_keys_are_scoped_to_the_token(app, client, auth):
+    first, second = auth.admin, auth.admin
+    group = create_group(client, first)
+    body = report_body(group["id"])
+    key = {"Idempotency-Key": "shared-key"}
+    assert client.post("/api/v1/reports", json=body, headers=first | key).status_code == 201
+    response = client.post("/api/v1/reports", json=body, headers=second | key)
+    assert response.status_code == 201
+    assert "Idempotent-Replayed" not in response.headers
+    assert stored_reports(app) == 2
+
+
+def _claim_in_flight(app, token_secret: str, key: str, body: dict, claimed_at=None) -> None:
+    """Leave a claimed key behind, as a first request still being processed would."""
+    from service.api.reports import ReportIn
+    from service.auth import hash_token
+
+    with app.test_request_context():
+        data = ReportIn().load(body)
+        token = db.session.execute(
+            select(ApiToken).where(ApiToken.secret_hash == hash_token(token_secret))
+        ).scalar_one()
+        db.session.add(
+            IdempotencyRecord(
+                token_id=token.id,
+                key=key,
+                fingerprint=request_fingerprint(data),
+                claimed_at=claimed_at or utcnow(),
+            )
+        )
+        db.session.commit()
+
+
+def test_resend_while_first_is_in_flight_is_409(app, client, auth):
+    secret = auth.token("admin")
+    headers = {"Authorization": f"Bearer {secret}"}
+    group = create_group(client, headers)
+    body = report_body(group["id"])
+    _claim_in_flight(app, secret, "in-flight", body)
+    response = client.post(
+        "/api/v1/reports", json=body, headers=headers | {"Idempotency-Key": "in-flight"}
+    )
+    assert response.status_code == 409
+    assert response.mimetype == "application/problem+json"
+    assert response.headers["Retry-After"] == "1"
+    assert stored_reports(app) == 0
+
+
+def test_claim_of_a_request_that_died_is_taken_over(app, client, auth):
+    secret = auth.token("admin")
+    headers = {"Authorization": f"Bearer {secret}"}
+    group = create_group(client, headers)
+    body = report_body(group["id"])
+    long_ago = utcnow() - timedelta(seconds=app.config["IDEMPOTENCY_LOCK_SECONDS"] + 5)
+    _claim_in_flight(app, secret, "orphan", body, claimed_at=long_ago)
+    response = client.post(
+        "/api/v1/reports", json=body, headers=headers | {"Idempotency-Key": "orphan"}
+    )
+    assert response.status_code == 201
+    again = client.post(
+        "/api/v1/reports", json=body, headers=headers | {"Idempotency-Key": "orphan"}
+    )
+    assert again.get_json() == response.get_json()
+    assert stored_reports(app) == 1
+
+
+def test_refused_request_frees_its_key_for_a_corrected_resend(app, client, auth):
+    centre = auth.headers("coordinator", "stepanakert-centre")
+    group = create_group(client, auth.admin, "stepanakert-airport")
+    body = report_body(group["id"])
+    key = {"Idempotency-Key": "retry-me"}
+    assert client.post("/api/v1/reports", json=body, headers=centre | key).status_code == 403
+    with app.app_context():
+        assert db.session.execute(select(func.count()).select_from(IdempotencyRecord)).scalar() == 0
+
+
+def test_header_and_client_id_must_agree(app, client, auth):
+    headers = auth.admin
+    group = create_group(client, headers)
+    body = report_body(group["id"], client_id=str(uuid.uuid4()))
+    response = client.post(
+        "/api/v1/reports", json=body, headers=headers | {"Idempotency-Key": str(uuid.uuid4())}
+    )
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0]["field"] == "client_id"
+    assert stored_reports(app) == 0
+
+
+def test_malformed_key_is_400(client, auth):
+    headers = auth.admin
+    group = create_group(client, headers)
+    response = client.post(
+        "/api/v1/reports",
+        json=report_body(group["id"]),
+        headers=headers | {"Idempotency-Key": "x" * 300},
+    )
+    assert response.status_code == 400
+    assert response.mimetype == "application/problem+json"
+
+
+def test_batch_resend_stores_each_report_once(app, client, auth):
+    headers = auth.headers("coordinator", "stepanakert-centre")
+    group = create_group(client, headers)
+    items = [report_body(group["id"], n, client_id=str(uuid.uuid4())) for n in (10, 11, 12)]
+    first = client.post("/api/v1/reports/batch", json={"reports": items}, headers=headers)
+    assert [r["status"] for r in first.get_json()["results"]] == [201, 201, 201]
+    again = client.post("/api/v1/reports/batch", json={"reports": items}, headers=headers)
+    results = again.get_json()["results"]
+    assert [r["status"] for r in results] == [200, 200, 200]
+    assert [r["report"]["id"] for r in results] == [
+        r["report"]["id"] for r in first.get_json()["results"]
+    ]
+    assert stored_reports(app) == 3
+
+
+def test_single_post_then_batch_with_same_client_id_stores_once(app, client, auth):
+    headers = auth.admin
+    group = create_group(client, headers)
+    client_id = str(uuid.uuid4())
+    body = report_body(group["id"], 33)
+    single = client.post(
+        "/api/v1/reports", json=body, headers=headers | {"Idempotency-Key": client_id}
+    )
+    batch = client.post(
+        "/api/v1/reports/batch",
+        json={"reports": [body | {"client_id": client_id}]},
+        headers=headers,
+    )
+    (item,) = batch.get_json()["results"]
+    assert item["status"] == 200
+    assert item["report"] == single.get_json()
+    assert stored_reports(app) == 1
+
+
+def test_eight_simultaneous_identical_requests_store_one_report(app, auth):
+    """A unique constraint decides: one stores, the others replay it or get 409."""
+    headers = auth.admin
+    client = app.test_client()
+    group = create_group(client, headers)
+    body = report_body(group["id"], 61)
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    barrier = threading.Barrier(8)
+    answers: list[tuple[int, dict]] = []
+
+    def send() -> None:
+        own_client = app.test_client()
+        barrier.wait()
+        response = own_client.post("/api/v1/reports", json=body, headers=headers | key)
+        answers.append((response.status_code, response.get_json()))
+
+    threads = [threading.Thread(target=send) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert stored_reports(app) == 1
+    assert len(answers) == 8
+    assert {status for status, _ in answers} <= {201, 409}
+    # Every 201 is the same report: the first answer, replayed.
+    assert len({answer["id"] for status, answer in answers if status == 201}) == 1
+
+
+def test_fingerprint_ignores_key_order():
+    assert idempotency.fingerprint({"a": 1, "b": 2}) == idempotency.fingerprint({"b": 2, "a": 1})
