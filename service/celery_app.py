@@ -23,14 +23,53 @@ def celery_init_app(app: Flask) -> Celery:
 
 def celery_settings(app: Flask) -> dict[str, object]:
     broker = app.config["CELERY_BROKER_URL"]
+    instance = Path(app.config["INSTANCE_PATH"])
     settings: dict[str, object] = {
         "broker_url": broker,
+        "include": ["workers.tasks"],
+        "task_default_queue": app.config["CELERY_QUEUE"],
         # Results live in the database (summaries, deliveries), never in the broker.
         "task_ignore_result": True,
-        "broker_connection_retry_on_startup": True,
         "timezone": "UTC",
         "enable_utc": True,
+        "worker_hijack_root_logger": False,
+        # Reliability, on purpose:
+        # - acknowledge a task only when it has finished, and give it back to the queue
+        #   if the worker process dies, so a killed worker loses no build;
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # - take one task at a time: builds are long, and a prefetched task would wait
+        #   behind another instead of going to a free worker;
+        "worker_prefetch_multiplier": 1,
+        # - Redis re-delivers an unacknowledged task after the visibility timeout (set
+        #   below); it must be longer than the longest task (the hard limit here);
+        "task_soft_time_limit": 600,
+        "task_time_limit": 900,
+        # - with the broker down, publishing gives up quickly: the request has already
+        #   stored its work in the database, and the sweep below hands it out later.
+        "broker_connection_timeout": 3,
+        "broker_connection_retry_on_startup": True,
+        "task_publish_retry_policy": {
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.5,
+            "interval_max": 1,
+        },
+        # The schedule: one tick a minute creates each period's summary (a unique key
+        # keeps it to one per period) and re-sends builds that were lost.
+        "beat_schedule": {
+            "summaries.tick": {"task": "summaries.tick", "schedule": 60.0},
+        },
+        "beat_schedule_filename": str(instance / "celerybeat-schedule"),
     }
-    if broker.startswith("sqla+sqlite:///"):
-        Path(broker.removeprefix("sqla+sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if broker.startswith("sqla+"):
+        # kombu's SQLAlchemy transport hands these to create_engine; it has no visibility
+        # timeout (a task a dead worker held is found again by the sweep instead).
+        settings["broker_transport_options"] = {"connect_args": {"timeout": 30}}
+        if broker.startswith("sqla+sqlite:///"):
+            Path(broker.removeprefix("sqla+sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    else:
+        settings["broker_transport_options"] = {
+            "visibility_timeout": app.config["CELERY_VISIBILITY_TIMEOUT"]
+        }
     return settings

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
@@ -36,15 +38,29 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
+# One queue per test run, so runs sharing a Redis never take each other's tasks.
+QUEUE = f"nt-test-{uuid.uuid4().hex[:10]}"
+
+
 def _settings(instance: Path, database_url: str) -> dict[str, Any]:
     settings: dict[str, Any] = {
         "TESTING": True,
         "INSTANCE_PATH": str(instance),
         "DATABASE_URL": database_url,
+        "CELERY_QUEUE": QUEUE,
     }
     if on_services():
         settings["CELERY_BROKER_URL"] = REDIS_URL
     return settings
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_queue() -> Iterator[None]:
+    yield
+    if on_services():
+        client = redis.Redis.from_url(REDIS_URL)
+        client.delete(QUEUE)
+        client.close()
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ from flask_smorest import Api
 
 
 def register_blueprints(api: Api) -> None:
-    from service.api import groups, health, reports, sites
+    from service.api import groups, health, reports, sites, summaries
 
-    for module in (sites, groups, reports):
+    for module in (sites, groups, reports, summaries):
         api.register_blueprint(module.blp)
     api._app.register_blueprint(health.blp)

@@ -9,7 +9,7 @@ from service import audit
 from service.auth import Caller
 from service.errors import Problem
 from service.extensions import db
-from service.models import Group, GroupMove, Site
+from service.models import Group, GroupMove, GroupStatusChange, Site
 
 GROUP_FIELDS = ("site_id", "label", "origin", "status")
 
@@ -75,6 +75,17 @@ def update_group(caller: Caller, group_id: uuid.UUID, changes: dict[str, Any]) -
             GroupMove(from_site_id=group.site_id, to_site_id=new_site, token_id=caller.token_id)
         )
         group.site_id = new_site
+    new_status = changes.pop("status", group.status)
+    if new_status != group.status:
+        db.session.add(
+            GroupStatusChange(
+                group_id=group.id,
+                from_status=group.status,
+                to_status=new_status,
+                token_id=caller.token_id,
+            )
+        )
+        group.status = new_status
     for name, value in changes.items():
         setattr(group, name, value)
     db.session.flush()

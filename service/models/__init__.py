@@ -1,10 +1,11 @@
 """The domain's tables, as typed SQLAlchemy 2 models."""
 
 from service.models.audit import AuditEvent
-from service.models.groups import Group, GroupMove, GroupStatus
+from service.models.groups import Group, GroupMove, GroupStatus, GroupStatusChange
 from service.models.idempotency import IdempotencyRecord
 from service.models.reports import NEEDS_SECTORS, SADD_KEYS, VULNERABLE_KEYS, Report, ReportNeed
 from service.models.sites import Site, SiteKind
+from service.models.summaries import Summary, SummaryStatus
 from service.models.tokens import ApiToken, Role, token_sites
 
 __all__ = [
@@ -16,11 +17,14 @@ __all__ = [
     "Group",
     "GroupMove",
     "GroupStatus",
+    "GroupStatusChange",
     "IdempotencyRecord",
     "Report",
     "ReportNeed",
     "Role",
     "Site",
     "SiteKind",
+    "Summary",
+    "SummaryStatus",
     "token_sites",
 ]

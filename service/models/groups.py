@@ -44,12 +44,31 @@ class GroupMove(db.Model):
     """A group's move from one site to another; the group's site history."""
 
     __tablename__ = "group_moves"
+    __table_args__ = (Index("ix_group_moves_group_moved", "group_id", "moved_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    group_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("groups.id"), index=True)
+    group_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("groups.id"))
     from_site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
     to_site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
     moved_at: Mapped[datetime] = mapped_column(default=utcnow)
     token_id: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id"))
 
     group: Mapped[Group] = relationship(back_populates="moves")
+
+
+class GroupStatusChange(db.Model):
+    """A group's change of status, so a summary as of a past moment sees the status then."""
+
+    __tablename__ = "group_status_changes"
+    __table_args__ = (Index("ix_group_status_changes_group_changed", "group_id", "changed_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    group_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("groups.id"))
+    from_status: Mapped[GroupStatus] = mapped_column(
+        Enum(GroupStatus, name="group_status", native_enum=False, length=32)
+    )
+    to_status: Mapped[GroupStatus] = mapped_column(
+        Enum(GroupStatus, name="group_status", native_enum=False, length=32)
+    )
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    token_id: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id"))

@@ -1,0 +1,353 @@
+"""The aggregation behind a situation summary, as set-based SQL.
+
+Everything is "as of T". Per group, correlated subqueries walk indexes to find its
+latest report observed at or before T (ix_reports_group_observed), and its site and
+status at T (from the move and status histories), so the cost grows with the number
+of groups, not with the number of reports ever received. The same statements run on
+SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Float,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ColumnElement, FunctionElement
+from sqlalchemy.sql.selectable import Subquery
+
+from service.extensions import db
+from service.models import (
+    SADD_KEYS,
+    VULNERABLE_KEYS,
+    Group,
+    GroupMove,
+    GroupStatus,
+    GroupStatusChange,
+    Report,
+    ReportNeed,
+)
+from service.types import UTCDateTime
+
+CONFLICT_WINDOW = timedelta(hours=1)
+CONFLICT_SHARE = 0.2  # two reports within the window disagree by more than this share
+JUMP_SHARE = 0.5  # consecutive reports differ by more than this share
+
+
+class hours_before(FunctionElement[datetime]):
+    """`moment - N hours`, for a column, on either database."""
+
+    type = UTCDateTime()
+    inherit_cache = True
+
+
+@compiles(hours_before, "postgresql")
+def _hours_before_pg(element: hours_before, compiler: Any, **kw: Any) -> str:
+    moment, hours = list(element.clauses)
+    moment_sql, hours_sql = compiler.process(moment, **kw), compiler.process(hours, **kw)
+    return f"({moment_sql} - make_interval(secs => {hours_sql} * 3600))"
+
+
+@compiles(hours_before, "sqlite")
+def _hours_before_sqlite(element: hours_before, compiler: Any, **kw: Any) -> str:
+    moment, hours = list(element.clauses)
+    # Same text layout as SQLAlchemy stores (with microseconds), so comparisons hold.
+    return (
+        f"strftime('%Y-%m-%d %H:%M:%f000', {compiler.process(moment, **kw)}, "
+        f"'-' || {compiler.process(hours, **kw)} || ' hours')"
+    )
+
+
+def _latest_report_id(as_of: datetime, offset: int = 0) -> ColumnElement[int]:
+    return (
+        select(Report.id)
+        .where(Report.group_id == Group.id, Report.observed_at <= as_of)
+        .order_by(Report.observed_at.desc(), Report.id.desc())
+        .offset(offset)
+        .limit(1)
+        .correlate(Group)
+        .scalar_subquery()
+    )
+
+
+def _history_value(
+    column_after: Any, column_before: Any, group_col: Any, at_col: Any, id_col: Any, as_of: datetime
+) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+    """The value set by the last change at or before T, and the value before any change."""
+    last = (
+        select(column_after)
+        .where(group_col == Group.id, at_col <= as_of)
+        .order_by(at_col.desc(), id_col.desc())
+        .limit(1)
+        .correlate(Group)
+        .scalar_subquery()
+    )
+    first = (
+        select(column_before)
+        .where(group_col == Group.id)
+        .order_by(at_col, id_col)
+        .limit(1)
+        .correlate(Group)
+        .scalar_subquery()
+    )
+    return last, first
+
+
+def group_state(as_of: datetime, with_previous_report: bool = False) -> Subquery:
+    """Per group: its site and status at T and its latest report (id) observed by T.
+
+    Groups registered after T count only if a report observed by T names them
+    (counted offline first, registered when back online).
+    """
+    last_site, first_site = _history_value(
+        GroupMove.to_site_id,
+        GroupMove.from_site_id,
+        GroupMove.group_id,
+        GroupMove.moved_at,
+        GroupMove.id,
+        as_of,
+    )
+    last_status, first_status = _history_value(
+        GroupStatusChange.to_status,
+        GroupStatusChange.from_status,
+        GroupStatusChange.group_id,
+        GroupStatusChange.changed_at,
+        GroupStatusChange.id,
+        as_of,
+    )
+    report_id = _latest_report_id(as_of)
+    columns = [
+        Group.id.label("group_id"),
+        func.coalesce(last_site, first_site, Group.site_id).label("site_id"),
+        func.coalesce(last_status, first_status, Group.status).label("status"),
+        report_id.label("report_id"),
+    ]
+    if with_previous_report:
+        columns.append(_latest_report_id(as_of, offset=1).label("previous_report_id"))
+    known_by_then = or_(
+        Group.created_at <= as_of,
+        exists().where(Report.group_id == Group.id, Report.observed_at <= as_of),
+    )
+    return select(*columns).where(known_by_then).subquery("group_state")
+
+
+@dataclass
+class SiteFigures:
+    site_id: str
+    people: int = 0
+    groups: int = 0
+    people_without_sadd: int = 0
+    sadd: dict[str, int] = field(default_factory=dict)
+    vulnerable: dict[str, int] = field(default_factory=dict)
+    last_observed_at: datetime | None = None
+    stale_groups: list[str] = field(default_factory=list)
+    departures_groups: int = 0
+    departures_people: int = 0
+    # sector -> severity -> how many waiting groups' latest report named it
+    need_tally: dict[str, dict[int, int]] = field(default_factory=dict)
+
+    @property
+    def reported_needs(self) -> list[dict[str, Any]]:
+        return needs_by_sector(self.need_tally)
+
+
+def _waiting(state: Subquery) -> ColumnElement[bool]:
+    return state.c.status == GroupStatus.waiting
+
+
+def site_figures(as_of: datetime, stale_after: timedelta) -> dict[str, SiteFigures]:
+    """People, groups, breakdowns, vulnerabilities, freshness and needs per site at T."""
+    state = group_state(as_of)
+    report = Report.__table__
+    sums = [func.sum(report.c[k]).label(k) for k in SADD_KEYS + VULNERABLE_KEYS]
+    rows = db.session.execute(
+        select(
+            state.c.site_id,
+            func.count().label("groups"),
+            func.coalesce(func.sum(report.c.total), 0).label("people"),
+            func.coalesce(
+                func.sum(case((report.c.female_0_4.is_(None), report.c.total), else_=0)), 0
+            ).label("people_without_sadd"),
+            func.max(report.c.observed_at).label("last_observed_at"),
+            *sums,
+        )
+        .select_from(state.outerjoin(report, report.c.id == state.c.report_id))
+        .where(_waiting(state))
+        .group_by(state.c.site_id)
+    ).mappings()
+    figures: dict[str, SiteFigures] = {}
+    for row in rows:
+        figures[row["site_id"]] = SiteFigures(
+            site_id=row["site_id"],
+            people=int(row["people"]),
+            groups=int(row["groups"]),
+            people_without_sadd=int(row["people_without_sadd"]),
+            sadd={k: int(row[k] or 0) for k in SADD_KEYS},
+            vulnerable={k: int(row[k] or 0) for k in VULNERABLE_KEYS},
+            last_observed_at=row["last_observed_at"],
+        )
+
+    cutoff = as_of - stale_after
+    stale = db.session.execute(
+        select(state.c.site_id, state.c.group_id)
+        .select_from(state.outerjoin(report, report.c.id == state.c.report_id))
+        .where(_waiting(state), or_(report.c.id.is_(None), report.c.observed_at < cutoff))
+        .order_by(state.c.site_id, state.c.group_id)
+    )
+    for site_id, group_id in stale:
+        figures[site_id].stale_groups.append(str(group_id))
+
+    _add_reported_needs(figures, state)
+    return figures
+
+
+def _add_reported_needs(figures: dict[str, SiteFigures], state: Subquery) -> None:
+    """Needs named in each waiting group's latest report (a sector named twice in one
+    report counts once, at its highest severity)."""
+    per_report = (
+        select(
+            state.c.site_id,
+            ReportNeed.sector,
+            func.max(ReportNeed.severity).label("severity"),
+        )
+        .select_from(state.join(ReportNeed, ReportNeed.report_id == state.c.report_id))
+        .where(_waiting(state))
+        .group_by(state.c.site_id, ReportNeed.report_id, ReportNeed.sector)
+        .subquery("per_report")
+    )
+    rows = db.session.execute(
+        select(
+            per_report.c.site_id, per_report.c.sector, per_report.c.severity, func.count()
+        ).group_by(per_report.c.site_id, per_report.c.sector, per_report.c.severity)
+    )
+    for site_id, sector, severity, count in rows:
+        figures[site_id].need_tally.setdefault(sector, {})[severity] = count
+
+
+def needs_by_sector(sectors: dict[str, dict[int, int]]) -> list[dict[str, Any]]:
+    """Per sector: how many groups named it, the highest severity and the typical one
+    (the most frequent; on a tie, the more severe). Sorted most severe first."""
+    needs = []
+    for sector, severities in sectors.items():
+        typical = max(severities, key=lambda s: (severities[s], s))
+        needs.append(
+            {
+                "sector": sector,
+                "groups": sum(severities.values()),
+                "highest_severity": max(severities),
+                "typical_severity": typical,
+            }
+        )
+    return sorted(
+        needs, key=lambda n: (-n["highest_severity"], -n["typical_severity"], n["sector"])
+    )
+
+
+def departures(since: datetime, as_of: datetime) -> dict[str, tuple[int, int]]:
+    """Groups (and their people) that departed in (since, T], per site: {site: (groups, people)}."""
+    state = group_state(as_of)
+    departed_in_window = exists().where(
+        GroupStatusChange.group_id == state.c.group_id,
+        GroupStatusChange.to_status == GroupStatus.departed,
+        GroupStatusChange.changed_at > since,
+        GroupStatusChange.changed_at <= as_of,
+    )
+    rows = db.session.execute(
+        select(
+            state.c.site_id,
+            func.count(),
+            func.coalesce(func.sum(Report.total), 0),
+        )
+        .select_from(state.outerjoin(Report, Report.id == state.c.report_id))
+        .where(state.c.status == GroupStatus.departed, departed_in_window)
+        .group_by(state.c.site_id)
+    )
+    return {site_id: (int(groups), int(people)) for site_id, groups, people in rows}
+
+
+def conflicting_groups(as_of: datetime) -> list[dict[str, Any]]:
+    """Waiting groups with two reports within an hour (ending at the latest) that disagree
+    by more than 20%. A report corrected by a later one (`supersedes`) is left out."""
+    state = group_state(as_of)
+    latest = Report.__table__.alias("latest")
+    other = Report.__table__.alias("other")
+    corrected = Report.__table__.alias("corrected")
+    window_start = hours_before(
+        latest.c.observed_at, literal(CONFLICT_WINDOW.total_seconds() / 3600)
+    )
+    low, high = func.min(other.c.total), func.max(other.c.total)
+    rows = db.session.execute(
+        select(state.c.site_id, state.c.group_id, low.label("low"), high.label("high"))
+        .select_from(
+            state.join(latest, latest.c.id == state.c.report_id).join(
+                other,
+                and_(
+                    other.c.group_id == state.c.group_id,
+                    other.c.observed_at >= window_start,
+                    other.c.observed_at <= latest.c.observed_at,
+                ),
+            )
+        )
+        .where(
+            _waiting(state),
+            ~exists().where(corrected.c.supersedes_id == other.c.id),
+        )
+        .group_by(state.c.site_id, state.c.group_id)
+        .having(and_(high > 0, cast(high - low, Float) / high > CONFLICT_SHARE))
+        .order_by(state.c.site_id, state.c.group_id)
+    )
+    return [
+        {"site_id": r.site_id, "group_id": str(r.group_id), "low": r.low, "high": r.high}
+        for r in rows
+    ]
+
+
+def jumping_groups(as_of: datetime) -> list[dict[str, Any]]:
+    """Waiting groups whose latest report differs from the one before by more than 50%."""
+    state = group_state(as_of, with_previous_report=True)
+    latest = Report.__table__.alias("latest")
+    previous = Report.__table__.alias("previous")
+    change = cast(func.abs(latest.c.total - previous.c.total), Float) / previous.c.total
+    rows = db.session.execute(
+        select(
+            state.c.site_id,
+            state.c.group_id,
+            previous.c.total.label("before"),
+            latest.c.total.label("after"),
+        )
+        .select_from(
+            state.join(latest, latest.c.id == state.c.report_id).join(
+                previous, previous.c.id == state.c.previous_report_id
+            )
+        )
+        .where(_waiting(state), previous.c.total > 0, change > JUMP_SHARE)
+        .order_by(state.c.site_id, state.c.group_id)
+    )
+    return [
+        {"site_id": r.site_id, "group_id": str(r.group_id), "before": r.before, "after": r.after}
+        for r in rows
+    ]
+
+
+def per_site_people(as_of: datetime) -> dict[str, int]:
+    """Only the people per site at T (for the change since the previous summary)."""
+    state = group_state(as_of)
+    rows = db.session.execute(
+        select(state.c.site_id, func.coalesce(func.sum(Report.total), 0))
+        .select_from(state.outerjoin(Report, Report.id == state.c.report_id))
+        .where(_waiting(state))
+        .group_by(state.c.site_id)
+    )
+    return {site_id: int(people) for site_id, people in rows}

@@ -1,0 +1,316 @@
+"""Situation summaries: requested (on demand or by the schedule), built once, never changed.
+
+The database is the source of truth. A summary row is written first (`pending`); a
+worker builds it into an immutable document (`ready`), or gives up (`failed`). If
+the broker lost the task or a worker died, the periodic sweep hands it out again,
+and the row lock plus the `pending` check make a second build a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from service.domain import aggregation
+from service.errors import Problem
+from service.extensions import db
+from service.models import Site, Summary, SummaryStatus
+from service.types import utcnow
+
+log = logging.getLogger(__name__)
+
+# A build handed to the broker this long ago and still pending is handed out again.
+BUILD_TIMEOUT = timedelta(minutes=5)
+MAX_ATTEMPTS = 5
+
+
+def interval() -> timedelta:
+    return timedelta(minutes=current_app.config["SUMMARY_INTERVAL_MINUTES"])
+
+
+def period_start(moment: datetime, every: timedelta) -> datetime:
+    """The start of the scheduled period holding `moment` (periods count from the epoch, UTC)."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    periods = (moment - epoch) // every
+    return epoch + periods * every
+
+
+def previous_as_of(as_of: datetime, every: timedelta) -> datetime:
+    """The scheduled moment before `as_of`: what "change since the previous summary" compares to.
+
+    Fixed by `as_of` alone, so the same `as_of` always gives the same numbers.
+    """
+    start = period_start(as_of, every)
+    return start - every if start == as_of else start
+
+
+def request_summary(token_id: int | None, as_of: datetime | None = None) -> Summary:
+    now = utcnow()
+    skew = timedelta(seconds=current_app.config["CLOCK_SKEW_SECONDS"])
+    if as_of is not None and as_of > now + skew:
+        raise Problem(
+            422,
+            "A summary can only be as of now or a past moment.",
+            errors=[{"field": "as_of", "message": "Must not be in the future."}],
+        )
+    summary = Summary(
+        as_of=min(as_of or now, now), requested_by=token_id, enqueued_at=now, attempts=1
+    )
+    db.session.add(summary)
+    db.session.commit()
+    return summary
+
+
+def ensure_scheduled(now: datetime | None = None) -> Summary | None:
+    """Create the summary of the current period, unless it exists (a unique key decides)."""
+    period = period_start(now or utcnow(), interval())
+    exists = db.session.execute(select(Summary.id).where(Summary.period == period)).first()
+    if exists:
+        return None
+    summary = Summary(as_of=period, period=period)
+    db.session.add(summary)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # Another scheduler got there first: one summary per period.
+        db.session.rollback()
+        return None
+    log.info("scheduled summary created", extra={"summary_id": str(summary.id)})
+    return summary
+
+
+def due_for_build(now: datetime | None = None) -> list[uuid.UUID]:
+    """Pending summaries whose build was never handed out or seems lost; claims them.
+
+    A summary handed out MAX_ATTEMPTS times without being built is marked failed.
+    """
+    now = now or utcnow()
+    due = (
+        Summary.status == SummaryStatus.pending,
+        or_(Summary.enqueued_at.is_(None), Summary.enqueued_at < now - BUILD_TIMEOUT),
+    )
+    db.session.execute(
+        update(Summary)
+        .where(*due, Summary.attempts >= MAX_ATTEMPTS)
+        .values(status=SummaryStatus.failed, error="gave up after repeated lost builds")
+    )
+    ids = list(db.session.execute(select(Summary.id).where(*due).order_by(Summary.as_of)).scalars())
+    if ids:
+        db.session.execute(
+            update(Summary)
+            .where(Summary.id.in_(ids))
+            .values(enqueued_at=now, attempts=Summary.attempts + 1)
+        )
+    db.session.commit()
+    return ids
+
+
+def build(summary_id: uuid.UUID) -> bool:
+    """Build a pending summary into its document; False when there is nothing to do."""
+    query = select(Summary).where(Summary.id == summary_id)
+    if db.engine.dialect.name == "postgresql":
+        # A second build of the same summary skips it rather than waiting for the first.
+        query = query.with_for_update(skip_locked=True)
+    summary = db.session.execute(query).scalar_one_or_none()
+    if summary is None or summary.status is not SummaryStatus.pending:
+        db.session.rollback()
+        return False
+    try:
+        document = compose(summary.id, summary.as_of)
+    except Exception:
+        db.session.rollback()
+        raise
+    summary.document = document
+    summary.etag = document_etag(document)
+    summary.generated_at = datetime.fromisoformat(document["generated_at"])
+    summary.status = SummaryStatus.ready
+    db.session.commit()
+    log.info("summary built", extra={"summary_id": str(summary_id)})
+    return True
+
+
+def mark_failed(summary_id: uuid.UUID, reason: str) -> None:
+    db.session.rollback()
+    db.session.execute(
+        update(Summary)
+        .where(Summary.id == summary_id, Summary.status == SummaryStatus.pending)
+        .values(status=SummaryStatus.failed, error=reason[:2000])
+    )
+    db.session.commit()
+
+
+def document_etag(document: dict[str, Any]) -> str:
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def sphere_needs(people: int) -> dict[str, float | int]:
+    """Daily needs in Sphere units for this many people (one configurable table)."""
+    sphere = current_app.config["SPHERE"]
+    return {
+        "water_litres_per_day": round(people * sphere["water_litres_per_person_per_day"], 1),
+        "food_kcal_per_day": round(people * sphere["food_kcal_per_person_per_day"], 1),
+        "covered_space_m2": round(people * sphere["covered_space_m2_per_person"], 1),
+        "latrines": math.ceil(people / sphere["people_per_latrine"]) if people else 0,
+    }
+
+
+def compose(summary_id: uuid.UUID, as_of: datetime) -> dict[str, Any]:
+    """The summary document as of `as_of`: totals, per-site figures, needs and flags."""
+    every = interval()
+    previous = previous_as_of(as_of, every)
+    stale_after = timedelta(hours=current_app.config["STALE_AFTER_HOURS"])
+    figures = aggregation.site_figures(as_of, stale_after)
+    before = aggregation.per_site_people(previous)
+    departed = aggregation.departures(previous, as_of)
+    conflicts = aggregation.conflicting_groups(as_of)
+    jumps = aggregation.jumping_groups(as_of)
+
+    site_rows = db.session.execute(select(Site).order_by(Site.id)).scalars().all()
+    shown = [s for s in site_rows if s.active or s.id in figures or s.id in departed]
+    sites = []
+    for site in shown:
+        fig = figures.get(site.id) or aggregation.SiteFigures(site_id=site.id)
+        left = departed.get(site.id, (0, 0))
+        flags = _site_flags(site, fig, stale_after, as_of, conflicts, jumps)
+        sites.append(
+            {
+                "site_id": site.id,
+                "name": site.name,
+                "kind": site.kind.value,
+                "pcode": site.pcode,
+                "capacity": site.capacity,
+                "people": fig.people,
+                "groups": fig.groups,
+                "people_previous": before.get(site.id, 0),
+                "change_since_previous": fig.people - before.get(site.id, 0),
+                "departures": {"groups": left[0], "people": left[1]},
+                "sadd": fig.sadd or {},
+                "people_without_sadd": fig.people_without_sadd,
+                "vulnerable": fig.vulnerable or {},
+                "needs": sphere_needs(fig.people),
+                "reported_needs": fig.reported_needs,
+                "last_observed_at": _iso(fig.last_observed_at),
+                "flags": flags,
+            }
+        )
+    people = sum(s["people"] for s in sites)
+    people_before = sum(s["people_previous"] for s in sites)
+    return {
+        "id": str(summary_id),
+        "as_of": _iso(as_of),
+        "generated_at": _iso(utcnow()),
+        "previous_as_of": _iso(previous),
+        "totals": {
+            "people": people,
+            "groups": sum(s["groups"] for s in sites),
+            "sites": sum(1 for s in sites if s["groups"]),
+            "people_previous": people_before,
+            "change_since_previous": people - people_before,
+            "departures": {
+                "groups": sum(s["departures"]["groups"] for s in sites),
+                "people": sum(s["departures"]["people"] for s in sites),
+            },
+            "sadd": _sum_dicts(s["sadd"] for s in sites),
+            "people_without_sadd": sum(s["people_without_sadd"] for s in sites),
+            "vulnerable": _sum_dicts(s["vulnerable"] for s in sites),
+            # Latrines do not travel between sites: totals add up the sites' own figures.
+            "needs": _sum_dicts([sphere_needs(0), *(s["needs"] for s in sites)]),
+            "reported_needs": _merge_needs(figures.values()),
+        },
+        "sites": sites,
+        "flags": [flag | {"site_id": s["site_id"]} for s in sites for flag in s["flags"]],
+        "standards": dict(current_app.config["SPHERE"]),
+    }
+
+
+def _site_flags(
+    site: Site,
+    fig: aggregation.SiteFigures,
+    stale_after: timedelta,
+    as_of: datetime,
+    conflicts: list[dict[str, Any]],
+    jumps: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    hours = stale_after.total_seconds() / 3600
+    flags: list[dict[str, Any]] = []
+    if fig.groups and (fig.last_observed_at is None or fig.last_observed_at < as_of - stale_after):
+        flags.append(
+            {
+                "code": "stale_site",
+                "message": f"No head count at this site in the last {hours:g} h.",
+            }
+        )
+    for group_id in fig.stale_groups:
+        flags.append(
+            {
+                "code": "stale_group",
+                "group_id": group_id,
+                "message": f"Waiting group not counted in the last {hours:g} h.",
+            }
+        )
+    for c in (c for c in conflicts if c["site_id"] == site.id):
+        flags.append(
+            {
+                "code": "conflicting_counts",
+                "group_id": c["group_id"],
+                "message": f"Counts within an hour disagree: {c['low']} vs {c['high']}.",
+            }
+        )
+    for j in (j for j in jumps if j["site_id"] == site.id):
+        flags.append(
+            {
+                "code": "sudden_jump",
+                "group_id": j["group_id"],
+                "message": f"Count jumped from {j['before']} to {j['after']}.",
+            }
+        )
+    if site.capacity is not None and fig.people > site.capacity:
+        flags.append(
+            {
+                "code": "over_capacity",
+                "message": f"{fig.people} people for a capacity of {site.capacity}.",
+            }
+        )
+    if fig.people and fig.people_without_sadd * 2 > fig.people:
+        flags.append(
+            {
+                "code": "breakdown_missing",
+                "message": f"No sex-and-age breakdown for {fig.people_without_sadd} of "
+                f"{fig.people} people.",
+            }
+        )
+    return flags
+
+
+def _merge_needs(figures: Any) -> list[dict[str, Any]]:
+    merged: dict[str, dict[int, int]] = {}
+    for fig in figures:
+        for sector, severities in fig.need_tally.items():
+            into = merged.setdefault(sector, {})
+            for severity, count in severities.items():
+                into[severity] = into.get(severity, 0) + count
+    return aggregation.needs_by_sector(merged)
+
+
+def _sum_dicts(dicts: Any) -> dict[str, Any]:
+    total: dict[str, Any] = {}
+    for d in dicts:
+        for key, value in d.items():
+            total[key] = total.get(key, 0) + value
+    return {
+        key: round(value, 1) if isinstance(value, float) else value for key, value in total.items()
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat() if moment else None

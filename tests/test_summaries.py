@@ -1,0 +1,389 @@
+"""Situation summaries: the counting rule, departures, moves, as-of, needs and flags.
+
+The builds here run in-process (the domain function a worker calls), so the numbers
+can be checked exactly; tests/test_workers.py runs them through real Celery workers.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from service.domain import summaries
+from service.extensions import db
+from tests.helpers import AIRPORT, CENTRE, SADD_40, create_group, hours_ago, iso, report_body
+
+
+def post_report(client, headers, group_id, total, hours, **fields):
+    response = client.post(
+        "/api/v1/reports",
+        json=report_body(group_id, total, hours_ago(hours), **fields),
+        headers=headers,
+    )
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def summary_now(app, client, headers, as_of: str | None = None) -> dict:
+    """Ask for a summary through the API, build it as a worker would, and fetch it."""
+    response = client.post(
+        "/api/v1/summaries", json={"as_of": as_of} if as_of else {}, headers=headers
+    )
+    assert response.status_code == 202, response.get_json()
+    location = response.headers["Location"]
+    assert client.get(location, headers=headers).get_json()["status"] == "pending"
+    with app.app_context():
+        assert summaries.build(uuid.UUID(response.get_json()["id"])) is True
+    document = client.get(location, headers=headers).get_json()
+    assert document["status"] == "ready"
+    return document
+
+
+def site(document: dict, site_id: str) -> dict:
+    return next(s for s in document["sites"] if s["site_id"] == site_id)
+
+
+def codes(entry: dict) -> list[str]:
+    return [flag["code"] for flag in entry["flags"]]
+
+
+def test_latest_observation_per_group_summed_per_site(app, client, auth):
+    admin = auth.admin
+    hangar = create_group(client, admin, AIRPORT, label="Hangar 1")
+    convoy = create_group(client, admin, CENTRE, label="Convoy from Martuni")
+    school = create_group(client, admin, CENTRE, label="School 5")
+    # Sent out of order: the latest observation wins, not the latest arrival.
+    post_report(client, admin, hangar["id"], 4800, 2)
+    post_report(client, admin, hangar["id"], 5000, 1)
+    post_report(client, admin, hangar["id"], 3000, 3)
+    post_report(client, admin, convoy["id"], 120, 1)
+    post_report(client, admin, school["id"], 300, 1.5)
+
+    document = summary_now(app, client, admin)
+
+    assert site(document, AIRPORT)["people"] == 5000
+    assert site(document, AIRPORT)["groups"] == 1
+    assert site(document, CENTRE)["people"] == 420
+    assert site(document, CENTRE)["groups"] == 2
+    assert document["totals"]["people"] == 5420
+    assert document["totals"]["groups"] == 3
+    for key in ("id", "as_of", "generated_at"):
+        assert document[key]
+
+
+def test_departed_groups_leave_the_count_and_show_as_departures(app, client, auth):
+    admin = auth.admin
+    leaving = create_group(client, admin, CENTRE, label="Convoy 1")
+    staying = create_group(client, admin, CENTRE, label="Convoy 2")
+    post_report(client, admin, leaving["id"], 250, 1)
+    post_report(client, admin, staying["id"], 80, 1)
+    patched = client.patch(
+        f"/api/v1/groups/{leaving['id']}", json={"status": "departed"}, headers=admin
+    )
+    assert patched.status_code == 200
+
+    document = summary_now(app, client, admin)
+    centre = site(document, CENTRE)
+    assert centre["people"] == 80
+    assert centre["groups"] == 1
+    assert centre["departures"] == {"groups": 1, "people": 250}
+    assert document["totals"]["departures"] == {"groups": 1, "people": 250}
+
+
+def test_moved_group_counts_where_it_was_at_the_moment(app, client, auth):
+    admin = auth.admin
+    group = create_group(client, admin, CENTRE, label="Families from Askeran")
+    post_report(client, admin, group["id"], 60, 3)
+    assert (
+        client.patch(
+            f"/api/v1/groups/{group['id']}", json={"site_id": AIRPORT}, headers=admin
+        ).status_code
+        == 200
+    )
+
+    now = summary_now(app, client, admin)
+    assert site(now, AIRPORT)["people"] == 60
+    assert site(now, CENTRE)["people"] == 0
+
+    before_the_move = summary_now(app, client, admin, as_of=hours_ago(1))
+    assert site(before_the_move, CENTRE)["people"] == 60
+    assert site(before_the_move, AIRPORT)["people"] == 0
+
+
+def test_as_of_in_the_past_ignores_later_reports_and_repeats_exactly(app, client, auth):
+    admin = auth.admin
+    group = create_group(client, admin, AIRPORT)
+    post_report(client, admin, group["id"], 700, 5)
+    post_report(client, admin, group["id"], 715, 1)
+    moment = hours_ago(3)
+
+    first = summary_now(app, client, admin, as_of=moment)
+    second = summary_now(app, client, admin, as_of=moment)
+    assert site(first, AIRPORT)["people"] == 700
+    assert first["id"] != second["id"]
+    strip = ("id", "generated_at", "status")
+    assert {k: v for k, v in first.items() if k not in strip} == {
+        k: v for k, v in second.items() if k not in strip
+    }
+
+
+def test_breakdowns_vulnerable_and_sphere_needs(app, client, auth):
+    admin = auth.admin
+    with_breakdown = create_group(client, admin, CENTRE, label="A")
+    without = create_group(client, admin, CENTRE, label="B")
+    post_report(
+        client,
+        admin,
+        with_breakdown["id"],
+        40,
+        1,
+        sadd=SADD_40,
+        vulnerable={"disabled": 2, "pregnant_lactating": 3},
+    )
+    post_report(client, admin, without["id"], 21, 1, vulnerable={"disabled": 1})
+
+    centre = site(summary_now(app, client, admin), CENTRE)
+    assert centre["people"] == 61
+    assert centre["sadd"] == SADD_40
+    assert centre["people_without_sadd"] == 21
+    assert centre["vulnerable"]["disabled"] == 3
+    assert centre["vulnerable"]["pregnant_lactating"] == 3
+    assert centre["needs"] == {
+        "water_litres_per_day": 61 * 15,
+        "food_kcal_per_day": 61 * 2100,
+        "covered_space_m2": round(61 * 3.5, 1),
+        "latrines": math.ceil(61 / 20),
+    }
+
+
+def test_sphere_standards_are_configurable(make_app, auth):
+    app = make_app(
+        SPHERE={
+            "water_litres_per_person_per_day": 20.0,
+            "food_kcal_per_person_per_day": 2100.0,
+            "covered_space_m2_per_person": 4.5,
+            "people_per_latrine": 50.0,
+        }
+    )
+    client = app.test_client()
+    admin = {"Authorization": f"Bearer {auth.__class__(app).token('admin')}"}
+    group = create_group(client, admin, CENTRE)
+    post_report(client, admin, group["id"], 100, 1)
+    needs = site(summary_now(app, client, admin), CENTRE)["needs"]
+    assert needs["water_litres_per_day"] == 2000
+    assert needs["latrines"] == 2
+
+
+def test_reported_needs_by_sector_with_highest_and_typical_severity(app, client, auth):
+    admin = auth.admin
+    for severities in ((3, 2), (3, 5), (4, 2)):
+        group = create_group(client, admin, CENTRE, label=f"group {severities}")
+        post_report(
+            client,
+            admin,
+            group["id"],
+            10,
+            1,
+            needs=[
+                {"sector": "water", "severity": severities[0]},
+                {"sector": "shelter", "severity": severities[1], "note": "nights are cold"},
+            ],
+        )
+    needs = {
+        n["sector"]: n for n in site(summary_now(app, client, admin), CENTRE)["reported_needs"]
+    }
+    assert needs["water"] == {
+        "sector": "water",
+        "groups": 3,
+        "highest_severity": 4,
+        "typical_severity": 3,
+    }
+    assert needs["shelter"]["highest_severity"] == 5
+    assert needs["shelter"]["typical_severity"] == 2
+
+
+def test_change_since_previous_compares_with_the_previous_period(app, client, auth):
+    admin = auth.admin
+    group = create_group(client, admin, AIRPORT)
+    post_report(client, admin, group["id"], 5000, 3)
+    post_report(client, admin, group["id"], 715, 0.01)
+    as_of = datetime.now(UTC).replace(microsecond=0)
+    document = summary_now(app, client, admin, as_of=iso(as_of))
+    airport = site(document, AIRPORT)
+    # The previous scheduled moment is within the last hour, before the latest count.
+    assert airport["people_previous"] == 5000
+    assert airport["change_since_previous"] == 715 - 5000
+    assert document["totals"]["change_since_previous"] == 715 - 5000
+
+
+def test_stale_groups_and_sites_are_flagged(app, client, auth):
+    admin = auth.admin
+    old = create_group(client, admin, AIRPORT, label="Hangar 4")
+    post_report(client, admin, old["id"], 90, 8)
+    fresh = create_group(client, admin, CENTRE, label="Fresh")
+    post_report(client, admin, fresh["id"], 20, 1)
+    never = create_group(client, admin, CENTRE, label="Never counted")
+
+    document = summary_now(app, client, admin)
+    airport, centre = site(document, AIRPORT), site(document, CENTRE)
+    assert "stale_site" in codes(airport)
+    assert [f["group_id"] for f in airport["flags"] if f["code"] == "stale_group"] == [old["id"]]
+    assert [f.get("group_id") for f in centre["flags"] if f["code"] == "stale_group"] == [
+        never["id"]
+    ]
+    assert "stale_site" not in codes(centre)
+
+
+def test_conflicting_counts_within_an_hour_are_flagged(app, client, auth):
+    admin = auth.admin
+    conflicting = create_group(client, admin, CENTRE, label="Two tallies")
+    post_report(client, admin, conflicting["id"], 100, 1.5)
+    post_report(client, admin, conflicting["id"], 130, 1.2)  # 23% apart, 18 minutes apart
+    calm = create_group(client, admin, CENTRE, label="Agreeing tallies")
+    post_report(client, admin, calm["id"], 100, 1.5)
+    post_report(client, admin, calm["id"], 110, 1.2)
+    far_apart = create_group(client, admin, CENTRE, label="Hours apart")
+    post_report(client, admin, far_apart["id"], 100, 4)
+    post_report(client, admin, far_apart["id"], 130, 1)
+
+    flags = site(summary_now(app, client, admin), CENTRE)["flags"]
+    conflicts = [f["group_id"] for f in flags if f["code"] == "conflicting_counts"]
+    assert conflicts == [conflicting["id"]]
+
+
+def test_a_correction_does_not_count_as_a_conflict(app, client, auth):
+    admin = auth.admin
+    group = create_group(client, admin, CENTRE)
+    wrong = post_report(client, admin, group["id"], 100, 1.5)
+    post_report(client, admin, group["id"], 150, 1.4, supersedes=wrong["id"])
+    flags = site(summary_now(app, client, admin), CENTRE)["flags"]
+    assert "conflicting_counts" not in codes({"flags": flags})
+
+
+def test_sudden_jump_between_consecutive_reports_is_flagged(app, client, auth):
+    admin = auth.admin
+    jumped = create_group(client, admin, AIRPORT, label="Jumped")
+    post_report(client, admin, jumped["id"], 700, 5)
+    post_report(client, admin, jumped["id"], 1100, 3)  # +57%
+    steady = create_group(client, admin, AIRPORT, label="Steady")
+    post_report(client, admin, steady["id"], 700, 5)
+    post_report(client, admin, steady["id"], 1000, 3)  # +43%
+    flags = site(summary_now(app, client, admin), AIRPORT)["flags"]
+    jumps = [f for f in flags if f["code"] == "sudden_jump"]
+    assert [f["group_id"] for f in jumps] == [jumped["id"]]
+    assert "700" in jumps[0]["message"] and "1100" in jumps[0]["message"]
+
+
+def test_site_over_capacity_and_missing_breakdown_are_flagged(app, client, auth):
+    admin = auth.admin
+    assert (
+        client.patch(f"/api/v1/sites/{AIRPORT}", json={"capacity": 1000}, headers=admin).status_code
+        == 200
+    )
+    group = create_group(client, admin, AIRPORT)
+    post_report(client, admin, group["id"], 1200, 1)
+    airport = site(summary_now(app, client, admin), AIRPORT)
+    assert "over_capacity" in codes(airport)
+    assert "breakdown_missing" in codes(airport)
+
+
+def test_scheduled_summary_is_created_once_per_period(app):
+    with app.app_context():
+        now = datetime(2023, 9, 24, 22, 17, tzinfo=UTC)
+        first = summaries.ensure_scheduled(now)
+        again = summaries.ensure_scheduled(now + timedelta(minutes=20))
+        assert first is not None and again is None
+        assert first.as_of == datetime(2023, 9, 24, 22, 0, tzinfo=UTC)
+        assert first.period == first.as_of
+        due = summaries.due_for_build(now)
+        assert due == [first.id]
+        assert summaries.due_for_build(now) == []  # handed out once
+        assert summaries.build(first.id) is True
+        assert summaries.build(first.id) is False  # built once
+
+
+def test_summary_as_of_in_the_future_is_refused(client, auth):
+    response = client.post("/api/v1/summaries", json={"as_of": hours_ago(-2)}, headers=auth.admin)
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0]["field"] == "as_of"
+
+
+@pytest.mark.parametrize("role", ["reader"])
+def test_readers_pull_but_cannot_request_summaries(app, client, auth, role):
+    headers = auth.headers(role)
+    assert client.post("/api/v1/summaries", json={}, headers=headers).status_code == 403
+    summary_now(app, client, auth.admin)
+    latest = client.get("/api/v1/summaries/latest", headers=headers)
+    assert latest.status_code == 200
+    assert client.get("/api/v1/summaries", headers=headers).status_code == 200
+
+
+def test_latest_is_the_newest_ready_by_as_of(app, client, auth):
+    admin = auth.admin
+    newer = summary_now(app, client, admin, as_of=hours_ago(1))
+    summary_now(app, client, admin, as_of=hours_ago(3))  # built later, but older as_of
+    client.post("/api/v1/summaries", json={}, headers=admin)  # pending, not ready
+    latest = client.get("/api/v1/summaries/latest", headers=admin).get_json()
+    assert latest["id"] == newer["id"]
+
+
+def test_latest_without_any_summary_is_404(client, auth):
+    response = client.get("/api/v1/summaries/latest", headers=auth.admin)
+    assert response.status_code == 404
+    assert response.mimetype == "application/problem+json"
+
+
+def test_etag_and_if_none_match_give_304(app, client, auth):
+    admin = auth.admin
+    document = summary_now(app, client, admin)
+    url = f"/api/v1/summaries/{document['id']}"
+    first = client.get(url, headers=admin)
+    etag = first.headers["ETag"]
+    assert etag.startswith('"') and not etag.startswith("W/")
+    assert "immutable" in first.headers["Cache-Control"]
+    again = client.get(url, headers=admin | {"If-None-Match": etag})
+    assert again.status_code == 304
+    assert again.data == b""
+    latest = client.get("/api/v1/summaries/latest", headers=admin | {"If-None-Match": etag})
+    assert latest.status_code == 304
+    csv_version = client.get(url + "?format=csv", headers=admin | {"If-None-Match": etag})
+    assert csv_version.status_code == 200
+    assert csv_version.headers["ETag"] != etag
+
+
+def test_list_summaries_filters_by_date(app, client, auth):
+    admin = auth.admin
+    summary_now(app, client, admin, as_of=hours_ago(5))
+    recent = summary_now(app, client, admin, as_of=hours_ago(1))
+    listed = client.get(
+        f"/api/v1/summaries?since={hours_ago(2).replace('+', '%2B')}", headers=admin
+    )
+    assert listed.status_code == 200
+    assert [s["id"] for s in listed.get_json()] == [recent["id"]]
+    assert "X-Pagination" in listed.headers
+
+
+def test_unknown_summary_is_404(client, auth):
+    response = client.get(f"/api/v1/summaries/{uuid.uuid4()}", headers=auth.admin)
+    assert response.status_code == 404
+
+
+def test_build_failure_marks_the_summary_failed(app, client, auth, monkeypatch):
+    from workers import tasks
+
+    admin = auth.admin
+    response = client.post("/api/v1/summaries", json={}, headers=admin)
+    summary_id = response.get_json()["id"]
+
+    def broken(*_args, **_kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(summaries, "compose", broken)
+    with app.app_context():
+        assert tasks.build_summary.run(summary_id) is False
+        db.session.remove()
+    state = client.get(f"/api/v1/summaries/{summary_id}", headers=admin).get_json()
+    assert state["status"] == "failed"
