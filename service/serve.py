@@ -37,15 +37,45 @@ def web_command(port: int) -> list[str]:
     ]
 
 
+def worker_command(*extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.make_celery",
+        "worker",
+        "--loglevel",
+        "INFO",
+        "--concurrency",
+        "2",
+        *extra,
+    ]
+
+
+def beat_command() -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.make_celery",
+        "beat",
+        "--loglevel",
+        "INFO",
+    ]
+
+
 @click.command()
 @click.option("--port", type=int, default=None, help="Default: $PORT or 8000.")
 @with_appcontext
 def serve(port: int | None) -> None:
-    """Migrate, then run the web API (http://127.0.0.1:PORT) until Ctrl-C."""
+    """Migrate, then run the web API (http://127.0.0.1:PORT), a worker and the scheduler
+    until Ctrl-C."""
     port = port or current_app.config["PORT"]
     upgrade(directory=current_app.extensions["migrate"].directory)
     env = dict(os.environ, INSTANCE_PATH=current_app.config["INSTANCE_PATH"])
-    parts = {"web": web_command(port)}
+    parts = {"web": web_command(port), "worker": worker_command(), "beat": beat_command()}
     click.echo(f"needs-tracker on http://127.0.0.1:{port} (instance: {env['INSTANCE_PATH']})")
     click.echo(f"API docs: http://127.0.0.1:{port}/api/v1/docs — Ctrl-C stops everything.")
     sys.exit(supervise(parts, env))

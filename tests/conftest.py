@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import redis
+from celery.contrib.testing.worker import start_worker
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
@@ -134,3 +135,13 @@ class Auth:
 @pytest.fixture
 def auth(app: Flask) -> Auth:
     return Auth(app)
+
+
+@pytest.fixture
+def celery_worker(app: Flask) -> Iterator[Any]:
+    """A real Celery worker (solo pool, in a thread) on the backend's broker."""
+    import workers.tasks  # noqa: F401 - registers the tasks, as the worker's `include` does
+
+    celery_app = app.extensions["celery"]
+    with start_worker(celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=30) as w:
+        yield w

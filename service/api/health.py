@@ -42,10 +42,12 @@ def _database_ok() -> bool:
 
 
 def _broker_ok() -> bool:
+    """Connect, and ask the queue its length: a round trip, not just an open socket."""
     celery_app = current_app.extensions["celery"]
     try:
         with celery_app.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1, timeout=2)
+            connection.default_channel._size(celery_app.conf.task_default_queue)
         return True
     except Exception as exc:  # noqa: BLE001
         log.warning("broker check failed", extra={"error_type": type(exc).__name__})

@@ -9,10 +9,10 @@ from typing import Any
 
 from flask import Response, current_app, jsonify, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from service.api.pagination import QueryPage
+from service.api.parsing import Blueprint
 from service.auth import current_caller, requires
 from service.domain import summaries as domain
 from service.domain.exports import to_csv
@@ -78,6 +78,7 @@ def enqueue_build(summary_id: uuid.UUID) -> None:
             "broker unavailable; summary left for the sweep",
             extra={"summary_id": str(summary_id), "error_type": type(exc).__name__},
         )
+        domain.leave_for_sweep(summary_id)
 
 
 @blp.route("")

@@ -28,8 +28,6 @@ from service.types import utcnow
 
 log = logging.getLogger(__name__)
 
-# A build handed to the broker this long ago and still pending is handed out again.
-BUILD_TIMEOUT = timedelta(minutes=5)
 MAX_ATTEMPTS = 5
 
 
@@ -94,9 +92,11 @@ def due_for_build(now: datetime | None = None) -> list[uuid.UUID]:
     A summary handed out MAX_ATTEMPTS times without being built is marked failed.
     """
     now = now or utcnow()
+    # A build handed out this long ago and still pending was lost (broker, dead worker).
+    lost_after = timedelta(seconds=current_app.config["SUMMARY_BUILD_TIMEOUT_SECONDS"])
     due = (
         Summary.status == SummaryStatus.pending,
-        or_(Summary.enqueued_at.is_(None), Summary.enqueued_at < now - BUILD_TIMEOUT),
+        or_(Summary.enqueued_at.is_(None), Summary.enqueued_at < now - lost_after),
     )
     db.session.execute(
         update(Summary)
@@ -136,6 +136,13 @@ def build(summary_id: uuid.UUID) -> bool:
     db.session.commit()
     log.info("summary built", extra={"summary_id": str(summary_id)})
     return True
+
+
+def leave_for_sweep(summary_id: uuid.UUID) -> None:
+    """The broker refused the build: let the next sweep hand it out at once."""
+    db.session.rollback()
+    db.session.execute(update(Summary).where(Summary.id == summary_id).values(enqueued_at=None))
+    db.session.commit()
 
 
 def mark_failed(summary_id: uuid.UUID, reason: str) -> None:
