@@ -84,6 +84,8 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "IDEMPOTENCY_LOCK_SECONDS": _int(env, "IDEMPOTENCY_LOCK_SECONDS", 60),
         "SUMMARY_INTERVAL_MINUTES": _int(env, "SUMMARY_INTERVAL_MINUTES", 60),
         "STALE_AFTER_HOURS": _int(env, "STALE_AFTER_HOURS", 6),
+        # How often the scheduler looks for a due summary and for lost builds.
+        "SCHEDULER_TICK_SECONDS": _int(env, "SCHEDULER_TICK_SECONDS", 60),
         # A summary build handed to a worker this long ago and still pending is re-sent.
         "SUMMARY_BUILD_TIMEOUT_SECONDS": _int(env, "SUMMARY_BUILD_TIMEOUT_SECONDS", 300),
         "SMTP_HOST": env.get("SMTP_HOST") or None,

@@ -58,7 +58,10 @@ def celery_settings(app: Flask) -> dict[str, object]:
         # The schedule: one tick a minute creates each period's summary (a unique key
         # keeps it to one per period) and re-sends builds that were lost.
         "beat_schedule": {
-            "summaries.tick": {"task": "summaries.tick", "schedule": 60.0},
+            "summaries.tick": {
+                "task": "summaries.tick",
+                "schedule": float(app.config["SCHEDULER_TICK_SECONDS"]),
+            },
         },
         "beat_schedule_filename": str(instance / "celerybeat-schedule"),
     }

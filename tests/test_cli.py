@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -12,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.backends import REDIS_URL, empty_database, on_services
+from tests.conftest import QUEUE
 
 NEEDS_TRACKER = str(Path(sys.executable).with_name("needs-tracker"))
 
@@ -84,7 +86,7 @@ def _get(url: str) -> tuple[int, bytes]:
         return response.status, response.read()
 
 
-def test_serve_migrates_answers_healthz_and_stops_on_ctrl_c(tmp_path):
+def test_serve_runs_web_worker_and_scheduler_and_stops_on_ctrl_c(tmp_path):
     with empty_database(tmp_path) as database_url:
         port = _free_port()
         env = dict(
@@ -92,6 +94,8 @@ def test_serve_migrates_answers_healthz_and_stops_on_ctrl_c(tmp_path):
             INSTANCE_PATH=str(tmp_path / "instance"),
             PORT=str(port),
             DATABASE_URL=database_url,
+            SCHEDULER_TICK_SECONDS="1",
+            CELERY_QUEUE=QUEUE,
         )
         if on_services():
             env["CELERY_BROKER_URL"] = REDIS_URL
@@ -129,6 +133,21 @@ def test_serve_migrates_answers_healthz_and_stops_on_ctrl_c(tmp_path):
             )
             with urllib.request.urlopen(request, timeout=5) as response:
                 assert response.status == 200
+
+            # serve's scheduler and worker: the period's summary appears by itself.
+            def scheduled_ready() -> bool:
+                listing = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/api/v1/summaries?status=ready",
+                    headers={"Authorization": f"Bearer {secret}"},
+                )
+                with urllib.request.urlopen(listing, timeout=5) as response:
+                    return any(s["scheduled"] for s in json.load(response))
+
+            deadline = time.monotonic() + 60
+            while not scheduled_ready():
+                assert process.poll() is None, log_path.read_text()
+                assert time.monotonic() < deadline, "no scheduled summary within 60 s"
+                time.sleep(0.5)
         finally:
             process.send_signal(signal.SIGINT)
             try:
