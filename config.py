@@ -42,6 +42,19 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         raise ValueError(f"{name} must be a whole number, got {raw!r}") from exc
 
 
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+    if not value > 0:
+        raise ValueError(f"{name} must be more than 0, got {raw!r}")
+    return value
+
+
 def database_url(raw: str) -> str:
     """Map the plain URLs hosting platforms write to the driver we install (psycopg 3)."""
     for prefix in ("postgres://", "postgresql://"):
@@ -94,10 +107,17 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "SMTP_PASSWORD": env.get("SMTP_PASSWORD") or None,
         "SMTP_STARTTLS": _bool(env.get("SMTP_STARTTLS")),
         "MAIL_FROM": env.get("MAIL_FROM") or "needs-tracker@localhost",
-        "SPHERE": dict(SPHERE_DEFAULTS),
+        # SPHERE_WATER_LITRES_PER_PERSON_PER_DAY=20 etc. adapt a standard to the context.
+        "SPHERE": {
+            name: _float(env, f"SPHERE_{name.upper()}", default)
+            for name, default in SPHERE_DEFAULTS.items()
+        },
         "LOG_LEVEL": env.get("LOG_LEVEL") or "INFO",
         "PORT": _int(env, "PORT", 8000),
     }
+    for name in ("SUMMARY_INTERVAL_MINUTES", "STALE_AFTER_HOURS", "SCHEDULER_TICK_SECONDS"):
+        if config[name] < 1:
+            raise ValueError(f"{name} must be at least 1, got {config[name]}")
     config.update(overrides)
     if "DATABASE_URL" in overrides:
         config["SQLALCHEMY_DATABASE_URI"] = database_url(overrides["DATABASE_URL"])

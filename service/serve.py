@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import click
 from flask import current_app
@@ -19,7 +20,7 @@ from flask.cli import with_appcontext
 from flask_migrate import upgrade
 
 
-def web_command(port: int) -> list[str]:
+def web_command(port: int, instance_path: str) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -33,6 +34,10 @@ def web_command(port: int) -> list[str]:
         "8",
         "--access-logfile",
         "-",
+        # gunicorn's control socket defaults to one per user; keep it per instance so
+        # two instances on one machine do not take it from each other.
+        "--control-socket",
+        str(Path(instance_path) / "gunicorn.ctl"),
         "service.wsgi:app",
     ]
 
@@ -75,7 +80,11 @@ def serve(port: int | None) -> None:
     port = port or current_app.config["PORT"]
     upgrade(directory=current_app.extensions["migrate"].directory)
     env = dict(os.environ, INSTANCE_PATH=current_app.config["INSTANCE_PATH"])
-    parts = {"web": web_command(port), "worker": worker_command(), "beat": beat_command()}
+    parts = {
+        "web": web_command(port, env["INSTANCE_PATH"]),
+        "worker": worker_command(),
+        "beat": beat_command(),
+    }
     click.echo(f"needs-tracker on http://127.0.0.1:{port} (instance: {env['INSTANCE_PATH']})")
     click.echo(f"API docs: http://127.0.0.1:{port}/api/v1/docs — Ctrl-C stops everything.")
     sys.exit(supervise(parts, env))

@@ -149,8 +149,8 @@ class SiteFigures:
     people: int = 0
     groups: int = 0
     people_without_sadd: int = 0
-    sadd: dict[str, int] = field(default_factory=dict)
-    vulnerable: dict[str, int] = field(default_factory=dict)
+    sadd: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SADD_KEYS, 0))
+    vulnerable: dict[str, int] = field(default_factory=lambda: dict.fromkeys(VULNERABLE_KEYS, 0))
     last_observed_at: datetime | None = None
     stale_groups: list[str] = field(default_factory=list)
     departures_groups: int = 0
