@@ -28,6 +28,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 from sqlalchemy.sql.selectable import Subquery
 
+from service.domain.counting import latest_report_id
 from service.extensions import db
 from service.models import (
     SADD_KEYS,
@@ -67,18 +68,6 @@ def _hours_before_sqlite(element: hours_before, compiler: Any, **kw: Any) -> str
     return (
         f"strftime('%Y-%m-%d %H:%M:%f000', {compiler.process(moment, **kw)}, "
         f"'-' || {compiler.process(hours, **kw)} || ' hours')"
-    )
-
-
-def _latest_report_id(as_of: datetime, offset: int = 0) -> ColumnElement[int]:
-    return (
-        select(Report.id)
-        .where(Report.group_id == Group.id, Report.observed_at <= as_of)
-        .order_by(Report.observed_at.desc(), Report.id.desc())
-        .offset(offset)
-        .limit(1)
-        .correlate(Group)
-        .scalar_subquery()
     )
 
 
@@ -127,7 +116,7 @@ def group_state(as_of: datetime, with_previous_report: bool = False) -> Subquery
         GroupStatusChange.id,
         as_of,
     )
-    report_id = _latest_report_id(as_of)
+    report_id = latest_report_id(as_of)
     columns = [
         Group.id.label("group_id"),
         func.coalesce(last_site, first_site, Group.site_id).label("site_id"),
@@ -135,7 +124,7 @@ def group_state(as_of: datetime, with_previous_report: bool = False) -> Subquery
         report_id.label("report_id"),
     ]
     if with_previous_report:
-        columns.append(_latest_report_id(as_of, offset=1).label("previous_report_id"))
+        columns.append(latest_report_id(as_of, offset=1).label("previous_report_id"))
     known_by_then = or_(
         Group.created_at <= as_of,
         exists().where(Report.group_id == Group.id, Report.observed_at <= as_of),

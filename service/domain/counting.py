@@ -3,6 +3,9 @@
 A group's current count is its latest report by `observed_at` (ties: the latest
 received, i.e. the highest report id). "As of T" only looks at reports observed at
 or before T, so the same T always gives the same numbers.
+
+The rule is one correlated subquery per group that walks ix_reports_group_observed
+backwards: its cost follows the number of groups, not the number of reports.
 """
 
 from __future__ import annotations
@@ -12,10 +15,10 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, select
 
 from service.extensions import db
-from service.models import Report
+from service.models import Group, Report
 
 
 @dataclass(frozen=True)
@@ -25,25 +28,19 @@ class CurrentCount:
     report_id: int
 
 
-def latest_reports(
-    as_of: datetime | None = None, group_ids: Collection[uuid.UUID] | None = None
-) -> Select:
-    """Select the latest report of each group (one row per group), as of `as_of`."""
-    ranked = select(
-        Report,
-        func.row_number()
-        .over(
-            partition_by=Report.group_id,
-            order_by=(Report.observed_at.desc(), Report.id.desc()),
-        )
-        .label("rank"),
-    )
+def latest_report_id(as_of: datetime | None = None, offset: int = 0) -> ColumnElement[int]:
+    """The id of the group's latest report by T (`offset=1`: the one before it),
+    correlated to the enclosing query's `groups` row."""
+    query = select(Report.id).where(Report.group_id == Group.id)
     if as_of is not None:
-        ranked = ranked.where(Report.observed_at <= as_of)
-    if group_ids is not None:
-        ranked = ranked.where(Report.group_id.in_(list(group_ids)))
-    ranked_sub = ranked.subquery("ranked")
-    return select(ranked_sub).where(ranked_sub.c.rank == 1)
+        query = query.where(Report.observed_at <= as_of)
+    return (
+        query.order_by(Report.observed_at.desc(), Report.id.desc())
+        .offset(offset)
+        .limit(1)
+        .correlate(Group)
+        .scalar_subquery()
+    )
 
 
 def current_counts(
@@ -51,8 +48,14 @@ def current_counts(
 ) -> dict[uuid.UUID, CurrentCount]:
     if not group_ids:
         return {}
-    latest = latest_reports(as_of, group_ids).subquery("latest")
+    latest = (
+        select(Group.id.label("group_id"), latest_report_id(as_of).label("report_id"))
+        .where(Group.id.in_(list(group_ids)))
+        .subquery("latest")
+    )
     rows = db.session.execute(
-        select(latest.c.group_id, latest.c.total, latest.c.observed_at, latest.c.id)
+        select(latest.c.group_id, Report.total, Report.observed_at, Report.id).join(
+            Report, Report.id == latest.c.report_id
+        )
     )
     return {row.group_id: CurrentCount(row.total, row.observed_at, row.id) for row in rows}
