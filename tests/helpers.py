@@ -52,3 +52,50 @@ SADD_40 = {
     "male_18_59": 8,
     "male_60_plus": 3,
 }
+
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def assert_problem(response: Any, status: int, field: str | None = None) -> dict[str, Any]:
+    """The response is a problem+json of `status`; with `field`, its errors name that field."""
+    assert response.status_code == status, (response.status_code, response.get_data(as_text=True))
+    assert response.mimetype == PROBLEM_JSON, response.mimetype
+    problem = response.get_json()
+    assert problem["status"] == status
+    assert problem["title"] and problem["detail"]
+    if field is not None:
+        named = [e["field"] for e in problem.get("errors", [])]
+        assert field in named, (field, problem)
+    return problem
+
+
+def count_rows(app: Any, model: Any) -> int:
+    """How many rows `model`'s table holds (read in the app's own context)."""
+    from sqlalchemy import func, select
+
+    from service.extensions import db
+
+    with app.app_context():
+        return db.session.execute(select(func.count()).select_from(model)).scalar_one()
+
+
+def audit_events(app: Any) -> list[dict[str, Any]]:
+    """Every audit event, oldest first, as plain dicts."""
+    from service.extensions import db
+    from service.models import AuditEvent
+
+    with app.app_context():
+        events = db.session.execute(db.select(AuditEvent).order_by(AuditEvent.id)).scalars()
+        return [
+            {
+                "token_id": e.token_id,
+                "actor": e.actor,
+                "action": e.action,
+                "entity_type": e.entity_type,
+                "entity_id": e.entity_id,
+                "before": e.before,
+                "after": e.after,
+            }
+            for e in events
+        ]

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
-from service.api.fields import Text
+from service.api.fields import SiteId, Text
 from service.api.pagination import QueryPage
+from service.api.parsing import Blueprint
 from service.auth import current_caller, requires
 from service.domain import groups as domain
 from service.domain.counting import current_counts
@@ -22,14 +22,14 @@ blp = Blueprint("groups", __name__, url_prefix="/api/v1/groups", description="Gr
 
 
 class GroupIn(Schema):
-    site_id = fields.String(required=True)
+    site_id = SiteId(required=True)
     label = Text(max_length=200, required=True)
     origin = Text(max_length=200, allow_none=True)
     status = fields.Enum(GroupStatus, by_value=True, load_default=GroupStatus.waiting)
 
 
 class GroupPatch(Schema):
-    site_id = fields.String()
+    site_id = SiteId()
     label = Text(max_length=200)
     origin = Text(max_length=200, allow_none=True)
     status = fields.Enum(GroupStatus, by_value=True)
@@ -60,7 +60,7 @@ class GroupDetailOut(GroupOut):
 
 
 class GroupQueryArgs(Schema):
-    site_id = fields.String()
+    site_id = SiteId()
     status = fields.Enum(GroupStatus, by_value=True)
 
 

@@ -10,6 +10,8 @@ from sqlalchemy import func, select
 
 from service.extensions import db
 
+_MAX_OFFSET = 2**63 - 1
+
 
 class QueryPage(Page):
     """Pages a `select(Model)`; subclasses may `present` each page's rows."""
@@ -21,6 +23,9 @@ class QueryPage(Page):
     def items(self) -> Sequence[Any]:
         first = self.page_params.first_item
         size = self.page_params.last_item + 1 - first
+        if first > _MAX_OFFSET:
+            # No table holds that many rows; and PostgreSQL refuses an OFFSET past bigint.
+            return self.present([])
         rows = db.session.execute(self.collection.offset(first).limit(size)).scalars().all()
         return self.present(rows)
 

@@ -8,11 +8,11 @@ from typing import Any
 
 from flask import Response, current_app, jsonify, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate
 
-from service.api.fields import Count, Text
+from service.api.fields import Count, Moment, SiteId, Text
 from service.api.pagination import QueryPage
+from service.api.parsing import Blueprint
 from service.auth import current_caller, requires
 from service.domain import reports as domain
 from service.errors import Problem, field_errors
@@ -57,7 +57,7 @@ class NeedIn(Schema):
 
 class ReportIn(Schema):
     group_id = fields.UUID(required=True)
-    observed_at = fields.AwareDateTime(
+    observed_at = Moment(
         required=True,
         metadata={"description": "ISO 8601 with a time zone; not in the future."},
     )
@@ -69,7 +69,9 @@ class ReportIn(Schema):
     supersedes = fields.Integer(
         strict=True,
         allow_none=True,
-        validate=validate.Range(1, 2**62),
+        # Report ids are 32-bit integers; a larger one names no report (and PostgreSQL
+        # would refuse to compare it with one).
+        validate=validate.Range(1, 2**31 - 1),
         metadata={"description": "The id of an earlier report of this group that this corrects."},
     )
     client_id = fields.UUID(
@@ -78,7 +80,10 @@ class ReportIn(Schema):
 
 
 class BatchIn(Schema):
-    reports = fields.List(fields.Raw(), required=True, validate=validate.Length(min=1))
+    # Items are checked one by one (a null item gets its own 422), so any value is taken.
+    reports = fields.List(
+        fields.Raw(allow_none=True), required=True, validate=validate.Length(min=1)
+    )
 
 
 class NeedOut(Schema):
@@ -116,9 +121,9 @@ class BatchOut(Schema):
 
 class ReportQueryArgs(Schema):
     group_id = fields.UUID()
-    site_id = fields.String()
-    since = fields.AwareDateTime(metadata={"description": "Observed at or after this moment."})
-    received_since = fields.AwareDateTime(
+    site_id = SiteId()
+    since = Moment(metadata={"description": "Observed at or after this moment."})
+    received_since = Moment(
         metadata={"description": "Received at or after this moment (for incremental sync)."}
     )
 
@@ -185,6 +190,19 @@ class Reports(MethodView):
         if outcome.replayed:
             response.headers["Idempotent-Replayed"] = "true"
         return response
+
+
+@blp.route("/<int:report_id>")
+class ReportById(MethodView):
+    @requires(*WRITERS)
+    @blp.response(200, ReportOut)
+    def get(self, report_id: int) -> Report:
+        """One head count: the one a POST's `Location` names (coordinators and admins)."""
+        # Report ids are 32-bit; PostgreSQL refuses to compare one with a larger number.
+        report = db.session.get(Report, report_id) if report_id < 2**31 else None
+        if report is None:
+            raise Problem(404, f"There is no report {report_id}.")
+        return report
 
 
 @blp.route("/batch")

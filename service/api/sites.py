@@ -5,18 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from service.api.fields import Text
+from service.api.fields import SiteId, Text
+from service.api.parsing import Blueprint
 from service.auth import current_caller, requires
 from service.domain import sites as domain
 from service.extensions import db
 from service.models import Role, Site, SiteKind
 
 blp = Blueprint("sites", __name__, url_prefix="/api/v1/sites", description="Sites")
-
-SLUG = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 
 
 class SiteFields(Schema):
@@ -26,18 +24,12 @@ class SiteFields(Schema):
     latitude = fields.Float(allow_none=True, allow_nan=False, validate=validate.Range(-90, 90))
     longitude = fields.Float(allow_none=True, allow_nan=False, validate=validate.Range(-180, 180))
     capacity = fields.Integer(strict=True, allow_none=True, validate=validate.Range(0, 10_000_000))
-    parent_id = fields.String(allow_none=True, validate=validate.Length(max=64))
+    parent_id = SiteId(allow_none=True)
     active = fields.Boolean()
 
 
 class SiteIn(SiteFields):
-    id = fields.String(
-        required=True,
-        validate=[
-            validate.Length(min=2, max=64),
-            validate.Regexp(SLUG, error="Use a slug: lowercase letters, digits and hyphens."),
-        ],
-    )
+    id = SiteId(required=True)
     name = Text(max_length=200, required=True)
     kind = fields.Enum(SiteKind, by_value=True, required=True)
     active = fields.Boolean(load_default=True)

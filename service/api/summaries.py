@@ -11,6 +11,7 @@ from flask import Response, current_app, jsonify, request
 from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 
+from service.api.fields import Moment
 from service.api.pagination import QueryPage
 from service.api.parsing import Blueprint
 from service.auth import current_caller, requires
@@ -30,7 +31,7 @@ BUILD_TASK = "summaries.build"
 
 
 class SummaryRequestIn(Schema):
-    as_of = fields.AwareDateTime(
+    as_of = Moment(
         metadata={"description": "A past moment; default: now. ISO 8601 with a time zone."}
     )
 
@@ -40,8 +41,8 @@ class SummaryFormatArgs(Schema):
 
 
 class SummaryQueryArgs(Schema):
-    since = fields.AwareDateTime(metadata={"description": "as_of at or after this moment."})
-    until = fields.AwareDateTime(metadata={"description": "as_of at or before this moment."})
+    since = Moment(metadata={"description": "as_of at or after this moment."})
+    until = Moment(metadata={"description": "as_of at or before this moment."})
     status = fields.Enum(SummaryStatus, by_value=True)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from service import audit
@@ -9,6 +10,9 @@ from service.auth import Caller
 from service.errors import Problem
 from service.extensions import db
 from service.models import Role, Site, SiteKind
+
+# A site id is a slug. `\Z`, not `$`, which would also match before a trailing newline.
+SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*\Z")
 
 SITE_FIELDS = (
     "id",
@@ -47,7 +51,9 @@ def site_state(site: Site) -> dict[str, Any]:
 
 
 def get_site(site_id: str) -> Site:
-    site = db.session.get(Site, site_id)
+    # An id that could not be a slug names no site; and one with a NUL in it would make
+    # PostgreSQL refuse the query itself.
+    site = db.session.get(Site, site_id) if SLUG.match(site_id) else None
     if site is None:
         raise Problem(404, f"There is no site '{site_id}'.")
     return site
