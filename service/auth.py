@@ -19,7 +19,8 @@ from service.types import utcnow
 F = TypeVar("F", bound=Callable[..., Any])
 TOKEN_PREFIX = "nt_"
 # Paths under /api/v1 anyone may read: the interactive docs and the document they load.
-PUBLIC_API_PATHS = ("/api/v1/openapi.json", "/api/v1/docs")
+PUBLIC_API_PATHS = frozenset({"/api/v1/openapi.json", "/api/v1/docs"})
+PUBLIC_API_PREFIX = "/api/v1/docs/"  # the docs' own scripts and styles
 
 
 def hash_token(secret: str) -> str:
@@ -85,7 +86,10 @@ def _unauthorized(detail: str) -> Problem:
 
 def authenticate() -> None:
     """`before_request` for the API: every /api/v1 call but the docs needs a valid token."""
-    if not request.path.startswith("/api/v1") or request.path.startswith(PUBLIC_API_PATHS):
+    path = request.path
+    if not path.startswith("/api/v1") or path in PUBLIC_API_PATHS:
+        return
+    if path.startswith(PUBLIC_API_PREFIX):
         return
     header = request.headers.get("Authorization", "")
     scheme, _, secret = header.partition(" ")

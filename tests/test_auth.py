@@ -478,3 +478,9 @@ def test_reader_batch_is_refused_whole(world, auth):
     response = world.client.post("/api/v1/reports/batch", json=body, headers=auth.headers("reader"))
     assert_problem(response, 403)
     assert count_rows(world.app, Report) == 0
+
+
+def test_only_the_docs_themselves_are_public(client):
+    response = client.get("/api/v1/docsX")
+    assert response.status_code == 401
+    assert response.mimetype == "application/problem+json"

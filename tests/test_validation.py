@@ -728,3 +728,21 @@ def test_arbitrary_groups_never_get_a_500(client, coordinator_world, body):
 def test_arbitrary_sites_never_get_a_500(client, admin, body):
     assert_never_500(client.post("/api/v1/sites", json=body, headers=admin))
     assert_never_500(client.patch(f"/api/v1/sites/{AIRPORT}", json=body, headers=admin))
+
+
+def test_implausibly_old_observation_is_refused(client, auth):
+    headers = auth.admin
+    group = client.post(
+        "/api/v1/groups",
+        json={"site_id": "stepanakert-centre", "label": "Year typo"},
+        headers=headers,
+    ).get_json()
+    response = client.post(
+        "/api/v1/reports",
+        json={"group_id": group["id"], "observed_at": "0023-09-25T10:00:00+04:00", "total": 5},
+        headers=headers,
+    )
+    assert response.status_code == 422
+    assert response.get_json()["errors"] == [
+        {"field": "observed_at", "message": "Must be in 2000 or later; check the year."}
+    ]

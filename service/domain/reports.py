@@ -16,6 +16,9 @@ from service.errors import Problem
 from service.extensions import db
 from service.models import SADD_KEYS, VULNERABLE_KEYS, Group, Report, ReportNeed
 
+# A typo'd year (0023 for 2023) would otherwise pass as a very old, very stale count.
+EARLIEST_OBSERVATION = datetime(2000, 1, 1, tzinfo=UTC)
+
 Render = Callable[[Report], dict[str, Any]]
 
 
@@ -33,6 +36,10 @@ def check_rules(data: dict[str, Any], now: datetime | None = None) -> list[dict[
     skew = timedelta(seconds=current_app.config["CLOCK_SKEW_SECONDS"])
     if data["observed_at"] > now + skew:
         errors.append({"field": "observed_at", "message": "Must not be in the future."})
+    elif data["observed_at"] < EARLIEST_OBSERVATION:
+        errors.append(
+            {"field": "observed_at", "message": "Must be in 2000 or later; check the year."}
+        )
     total = data["total"]
     sadd = data.get("sadd")
     if sadd is not None and sum(sadd.values()) != total:
