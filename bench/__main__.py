@@ -1,0 +1,3 @@
+from bench.summary import main
+
+main()
