@@ -3,18 +3,28 @@
 Everything is "as of T". Per group, correlated subqueries walk indexes to find its
 latest report observed at or before T (ix_reports_group_observed), and its site and
 status at T (from the move and status histories), so the cost grows with the number
-of groups, not with the number of reports ever received. The same statements run on
-SQLite and PostgreSQL.
+of groups, not with the number of reports ever received. That per-group state is
+worked out once per summary into a temporary table (`snapshot`), and every aggregate
+reads it. The same statements run on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    Column,
     Float,
+    Integer,
+    MetaData,
+    Select,
+    String,
+    Table,
+    Uuid,
     and_,
     case,
     cast,
@@ -26,7 +36,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
-from sqlalchemy.sql.selectable import Subquery
 
 from service.domain.counting import latest_report_id
 from service.extensions import db
@@ -71,65 +80,102 @@ def _hours_before_sqlite(element: hours_before, compiler: Any, **kw: Any) -> str
     )
 
 
-def _history_value(
-    column_after: Any, column_before: Any, group_col: Any, at_col: Any, id_col: Any, as_of: datetime
-) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
-    """The value set by the last change at or before T, and the value before any change."""
-    last = (
-        select(column_after)
-        .where(group_col == Group.id, at_col <= as_of)
-        .order_by(at_col.desc(), id_col.desc())
-        .limit(1)
-        .correlate(Group)
-        .scalar_subquery()
-    )
-    first = (
-        select(column_before)
-        .where(group_col == Group.id)
+def _value_at(
+    value_before: Any, group_col: Any, at_col: Any, id_col: Any, current: Any, as_of: datetime
+) -> ColumnElement[Any]:
+    """A group's value at T from its history: what the first change after T changed it
+    from, or, with no change since T, its current value. One index lookup per group,
+    which finds nothing at once when T is now."""
+    first_change_after = (
+        select(value_before)
+        .where(group_col == Group.id, at_col > as_of)
         .order_by(at_col, id_col)
         .limit(1)
         .correlate(Group)
         .scalar_subquery()
     )
-    return last, first
+    return func.coalesce(first_change_after, current)
 
 
-def group_state(as_of: datetime, with_previous_report: bool = False) -> Subquery:
-    """Per group: its site and status at T and its latest report (id) observed by T.
+def group_state(as_of: datetime, with_previous_report: bool = True) -> Select:
+    """Per group: its site and status at T, and its latest report observed by T (and the
+    one before it, for jumps).
 
     Groups registered after T count only if a report observed by T names them
     (counted offline first, registered when back online).
     """
-    last_site, first_site = _history_value(
-        GroupMove.to_site_id,
-        GroupMove.from_site_id,
-        GroupMove.group_id,
-        GroupMove.moved_at,
-        GroupMove.id,
-        as_of,
-    )
-    last_status, first_status = _history_value(
-        GroupStatusChange.to_status,
-        GroupStatusChange.from_status,
-        GroupStatusChange.group_id,
-        GroupStatusChange.changed_at,
-        GroupStatusChange.id,
-        as_of,
-    )
-    report_id = latest_report_id(as_of)
     columns = [
         Group.id.label("group_id"),
-        func.coalesce(last_site, first_site, Group.site_id).label("site_id"),
-        func.coalesce(last_status, first_status, Group.status).label("status"),
-        report_id.label("report_id"),
+        _value_at(
+            GroupMove.from_site_id,
+            GroupMove.group_id,
+            GroupMove.moved_at,
+            GroupMove.id,
+            Group.site_id,
+            as_of,
+        ).label("site_id"),
+        _value_at(
+            GroupStatusChange.from_status,
+            GroupStatusChange.group_id,
+            GroupStatusChange.changed_at,
+            GroupStatusChange.id,
+            Group.status,
+            as_of,
+        ).label("status"),
+        latest_report_id(as_of).label("report_id"),
+        (latest_report_id(as_of, offset=1) if with_previous_report else literal(None)).label(
+            "previous_report_id"
+        ),
     ]
-    if with_previous_report:
-        columns.append(latest_report_id(as_of, offset=1).label("previous_report_id"))
     known_by_then = or_(
         Group.created_at <= as_of,
         exists().where(Report.group_id == Group.id, Report.observed_at <= as_of),
     )
-    return select(*columns).where(known_by_then).subquery("group_state")
+    return select(*columns).where(known_by_then)
+
+
+@dataclass
+class Snapshot:
+    """Every group's state at one moment, worked out once into a temporary table that
+    all the aggregates of a summary then read (instead of each recomputing it)."""
+
+    as_of: datetime
+    table: Table
+
+
+@contextmanager
+def snapshot(
+    as_of: datetime, name: str = "summary_state", with_previous_report: bool = True
+) -> Iterator[Snapshot]:
+    table = Table(
+        name,
+        MetaData(),
+        Column("group_id", Uuid, primary_key=True),
+        Column("site_id", String(64), nullable=False),
+        Column("status", String(32), nullable=False),
+        Column("report_id", Integer),
+        Column("previous_report_id", Integer),
+        prefixes=["TEMPORARY"],
+    )
+    connection = db.session.connection()
+    if connection.dialect.name == "postgresql":
+        # The summary is index probes, a few per group. The default random_page_cost (4,
+        # for spinning disks) makes PostgreSQL scan all reports instead; 1.1 is the usual
+        # value for SSDs or cached data. SET LOCAL: this transaction only.
+        connection.exec_driver_sql("SET LOCAL random_page_cost = 1.1")
+    table.create(connection)
+    try:
+        connection.execute(
+            table.insert().from_select(
+                [c.name for c in table.columns], group_state(as_of, with_previous_report)
+            )
+        )
+        if connection.dialect.name == "postgresql":
+            # Fresh temporary tables have no statistics; the joins below need them.
+            connection.exec_driver_sql(f"ANALYZE {name}")
+        yield Snapshot(as_of, table)
+    finally:
+        table.drop(connection)
 
 
 @dataclass
@@ -152,13 +198,13 @@ class SiteFigures:
         return needs_by_sector(self.need_tally)
 
 
-def _waiting(state: Subquery) -> ColumnElement[bool]:
-    return state.c.status == GroupStatus.waiting
+def _waiting(state: Table) -> ColumnElement[bool]:
+    return state.c.status == GroupStatus.waiting.value
 
 
-def site_figures(as_of: datetime, stale_after: timedelta) -> dict[str, SiteFigures]:
+def site_figures(snap: Snapshot, stale_after: timedelta) -> dict[str, SiteFigures]:
     """People, groups, breakdowns, vulnerabilities, freshness and needs per site at T."""
-    state = group_state(as_of)
+    state = snap.table
     report = Report.__table__
     sums = [func.sum(report.c[k]).label(k) for k in SADD_KEYS + VULNERABLE_KEYS]
     rows = db.session.execute(
@@ -188,7 +234,7 @@ def site_figures(as_of: datetime, stale_after: timedelta) -> dict[str, SiteFigur
             last_observed_at=row["last_observed_at"],
         )
 
-    cutoff = as_of - stale_after
+    cutoff = snap.as_of - stale_after
     stale = db.session.execute(
         select(state.c.site_id, state.c.group_id)
         .select_from(state.outerjoin(report, report.c.id == state.c.report_id))
@@ -202,7 +248,7 @@ def site_figures(as_of: datetime, stale_after: timedelta) -> dict[str, SiteFigur
     return figures
 
 
-def _add_reported_needs(figures: dict[str, SiteFigures], state: Subquery) -> None:
+def _add_reported_needs(figures: dict[str, SiteFigures], state: Table) -> None:
     """Needs named in each waiting group's latest report (a sector named twice in one
     report counts once, at its highest severity)."""
     per_report = (
@@ -244,9 +290,9 @@ def needs_by_sector(sectors: dict[str, dict[int, int]]) -> list[dict[str, Any]]:
     )
 
 
-def departures(since: datetime, as_of: datetime) -> dict[str, tuple[int, int]]:
+def departures(snap: Snapshot, since: datetime) -> dict[str, tuple[int, int]]:
     """Groups (and their people) that departed in (since, T], per site: {site: (groups, people)}."""
-    state = group_state(as_of)
+    state, as_of = snap.table, snap.as_of
     departed_in_window = exists().where(
         GroupStatusChange.group_id == state.c.group_id,
         GroupStatusChange.to_status == GroupStatus.departed,
@@ -260,16 +306,16 @@ def departures(since: datetime, as_of: datetime) -> dict[str, tuple[int, int]]:
             func.coalesce(func.sum(Report.total), 0),
         )
         .select_from(state.outerjoin(Report, Report.id == state.c.report_id))
-        .where(state.c.status == GroupStatus.departed, departed_in_window)
+        .where(state.c.status == GroupStatus.departed.value, departed_in_window)
         .group_by(state.c.site_id)
     )
     return {site_id: (int(groups), int(people)) for site_id, groups, people in rows}
 
 
-def conflicting_groups(as_of: datetime) -> list[dict[str, Any]]:
+def conflicting_groups(snap: Snapshot) -> list[dict[str, Any]]:
     """Waiting groups with two reports within an hour (ending at the latest) that disagree
     by more than 20%. A report corrected by a later one (`supersedes`) is left out."""
-    state = group_state(as_of)
+    state = snap.table
     latest = Report.__table__.alias("latest")
     other = Report.__table__.alias("other")
     corrected = Report.__table__.alias("corrected")
@@ -303,9 +349,9 @@ def conflicting_groups(as_of: datetime) -> list[dict[str, Any]]:
     ]
 
 
-def jumping_groups(as_of: datetime) -> list[dict[str, Any]]:
+def jumping_groups(snap: Snapshot) -> list[dict[str, Any]]:
     """Waiting groups whose latest report differs from the one before by more than 50%."""
-    state = group_state(as_of, with_previous_report=True)
+    state = snap.table
     latest = Report.__table__.alias("latest")
     previous = Report.__table__.alias("previous")
     change = cast(func.abs(latest.c.total - previous.c.total), Float) / previous.c.total
@@ -330,9 +376,9 @@ def jumping_groups(as_of: datetime) -> list[dict[str, Any]]:
     ]
 
 
-def per_site_people(as_of: datetime) -> dict[str, int]:
+def per_site_people(snap: Snapshot) -> dict[str, int]:
     """Only the people per site at T (for the change since the previous summary)."""
-    state = group_state(as_of)
+    state = snap.table
     rows = db.session.execute(
         select(state.c.site_id, func.coalesce(func.sum(Report.total), 0))
         .select_from(state.outerjoin(Report, Report.id == state.c.report_id))

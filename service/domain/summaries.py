@@ -176,11 +176,13 @@ def compose(summary_id: uuid.UUID, as_of: datetime) -> dict[str, Any]:
     every = interval()
     previous = previous_as_of(as_of, every)
     stale_after = timedelta(hours=current_app.config["STALE_AFTER_HOURS"])
-    figures = aggregation.site_figures(as_of, stale_after)
-    before = aggregation.per_site_people(previous)
-    departed = aggregation.departures(previous, as_of)
-    conflicts = aggregation.conflicting_groups(as_of)
-    jumps = aggregation.jumping_groups(as_of)
+    with aggregation.snapshot(as_of) as now:
+        figures = aggregation.site_figures(now, stale_after)
+        departed = aggregation.departures(now, since=previous)
+        conflicts = aggregation.conflicting_groups(now)
+        jumps = aggregation.jumping_groups(now)
+    with aggregation.snapshot(previous, "previous_state", with_previous_report=False) as then:
+        before = aggregation.per_site_people(then)
 
     site_rows = db.session.execute(select(Site).order_by(Site.id)).scalars().all()
     shown = [s for s in site_rows if s.active or s.id in figures or s.id in departed]

@@ -44,7 +44,7 @@ class GroupMove(db.Model):
     """A group's move from one site to another; the group's site history."""
 
     __tablename__ = "group_moves"
-    __table_args__ = (Index("ix_group_moves_group_moved", "group_id", "moved_at"),)
+    __table_args__ = (Index("ix_group_moves_group_moved", "group_id", "moved_at", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     group_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("groups.id"))
@@ -60,7 +60,9 @@ class GroupStatusChange(db.Model):
     """A group's change of status, so a summary as of a past moment sees the status then."""
 
     __tablename__ = "group_status_changes"
-    __table_args__ = (Index("ix_group_status_changes_group_changed", "group_id", "changed_at"),)
+    __table_args__ = (
+        Index("ix_group_status_changes_group_changed", "group_id", "changed_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     group_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("groups.id"))

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.extensions import db
@@ -73,6 +73,13 @@ class Report(db.Model):
         Index("ix_reports_group_observed", "group_id", "observed_at", "id"),
         Index("ix_reports_site_observed", "site_id", "observed_at"),
         Index("ix_reports_received", "received_at"),
+        # "Is this report corrected by a later one?" (conflict flags) without a scan.
+        Index(
+            "ix_reports_supersedes",
+            "supersedes_id",
+            postgresql_where=text("supersedes_id IS NOT NULL"),
+            sqlite_where=text("supersedes_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
