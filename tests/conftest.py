@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from service import create_app
 from service.auth import OPERATOR, issue_token
@@ -43,7 +45,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 QUEUE = f"nt-test-{uuid.uuid4().hex[:10]}"
 
 
-def _settings(instance: Path, database_url: str) -> dict[str, Any]:
+def _settings(instance: Path, database_url: str, broker_url: str | None = None) -> dict[str, Any]:
     settings: dict[str, Any] = {
         "TESTING": True,
         "INSTANCE_PATH": str(instance),
@@ -52,7 +54,17 @@ def _settings(instance: Path, database_url: str) -> dict[str, Any]:
     }
     if on_services():
         settings["CELERY_BROKER_URL"] = REDIS_URL
+    elif broker_url:
+        settings["CELERY_BROKER_URL"] = broker_url
     return settings
+
+
+@pytest.fixture(scope="session")
+def broker_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One broker for the session, so a worker started once serves every test's app."""
+    if on_services():
+        return REDIS_URL
+    return f"sqla+sqlite:///{tmp_path_factory.mktemp('broker') / 'broker.db'}"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -65,12 +77,13 @@ def _drop_test_queue() -> Iterator[None]:
 
 
 @pytest.fixture
-def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
+def make_app(database_url: str, broker_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
     """Build an app on the session database with extra settings; cleaned up after."""
     apps: list[Flask] = []
 
     def build(**overrides: Any) -> Flask:
-        app = create_app({**_settings(tmp_path / "instance", database_url), **overrides})
+        settings = _settings(tmp_path / "instance", database_url, broker_url)
+        app = create_app({**settings, **overrides})
         with app.app_context():
             if not apps:
                 seed_sites(OPERATOR)
@@ -89,15 +102,24 @@ def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]
 
 
 def _empty_tables() -> None:
-    db.session.rollback()
+    """Empty every table. A module's worker may still be finishing a build the test
+    left behind; PostgreSQL then reports a deadlock with the TRUNCATE, and we retry."""
     tables = list(reversed(db.metadata.sorted_tables))
-    if db.engine.dialect.name == "postgresql":
-        names = ", ".join(f'"{t.name}"' for t in tables)
-        db.session.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-    else:
-        for table in tables:
-            db.session.execute(table.delete())
-    db.session.commit()
+    for attempt in range(10):
+        db.session.rollback()
+        try:
+            if db.engine.dialect.name == "postgresql":
+                names = ", ".join(f'"{t.name}"' for t in tables)
+                db.session.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            else:
+                for table in tables:
+                    db.session.execute(table.delete())
+            db.session.commit()
+            return
+        except OperationalError:
+            if attempt == 9:
+                raise
+            time.sleep(0.2)
 
 
 @pytest.fixture
@@ -137,6 +159,22 @@ def auth(app: Flask) -> Auth:
     return Auth(app)
 
 
+@pytest.fixture(scope="module")
+def module_worker(
+    database_url: str, broker_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    """A real Celery worker for a whole test module: it serves every test's app, since
+    they all share the session's database and broker."""
+    import workers.tasks  # noqa: F401 - registers the tasks, as the worker's `include` does
+
+    app = create_app(_settings(tmp_path_factory.mktemp("worker"), database_url, broker_url))
+    celery_app = app.extensions["celery"]
+    with start_worker(celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=30) as w:
+        yield w
+    with app.app_context():
+        db.engine.dispose()
+
+
 @pytest.fixture
 def celery_worker(app: Flask) -> Iterator[Any]:
     """A real Celery worker (solo pool, in a thread) on the backend's broker."""
@@ -145,3 +183,4 @@ def celery_worker(app: Flask) -> Iterator[Any]:
     celery_app = app.extensions["celery"]
     with start_worker(celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=30) as w:
         yield w
+

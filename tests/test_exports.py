@@ -6,10 +6,13 @@ import csv
 import io
 
 import hxl
+import pytest
 
 from service.domain.exports import neutralise
 from tests.helpers import AIRPORT, CENTRE, SADD_40, create_group
 from tests.test_summaries import post_report, summary_now
+
+pytestmark = pytest.mark.usefixtures("module_worker")
 
 
 def rows_of(text: str) -> list[dict[str, str]]:
