@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from celery import Celery, Task
+from celery.schedules import crontab
 from flask import Flask
 
 
@@ -62,6 +63,10 @@ def celery_settings(app: Flask) -> dict[str, object]:
                 "task": "summaries.tick",
                 "schedule": float(app.config["SCHEDULER_TICK_SECONDS"]),
             },
+            # At the start of every minute (cron's resolution): send the subscriptions'
+            # reports that came due, once each (a unique key per subscription and moment),
+            # and hand out again deliveries whose task was lost.
+            "subscriptions.dispatch": {"task": "subscriptions.dispatch", "schedule": crontab()},
         },
         "beat_schedule_filename": str(instance / "celerybeat-schedule"),
     }

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import uuid
 
-from celery import shared_task
+from celery import Task, shared_task
 from sqlalchemy.exc import OperationalError
 
-from service.domain import summaries
+from service.domain import deliveries, subscriptions, summaries
 
 log = logging.getLogger(__name__)
 
@@ -43,3 +43,30 @@ def tick() -> int:
     for summary_id in due:
         build_summary.delay(str(summary_id))
     return len(due)
+
+
+@shared_task(name="subscriptions.dispatch")
+def dispatch_subscriptions() -> int:
+    """Every minute: a delivery for each subscription whose schedule came due (the latest
+    moment only, after an outage), and again for deliveries whose task was lost."""
+    due = subscriptions.dispatch() + deliveries.lost()
+    deliveries.hand_out(due)
+    return len(due)
+
+
+@shared_task(
+    name="deliveries.send",
+    bind=True,
+    # The database restarting: try again soon. (SMTP failures are retried below, on the
+    # schedule the delivery itself keeps.)
+    autoretry_for=(OperationalError,),
+    retry_backoff=2,
+    retry_backoff_max=120,
+    retry_jitter=True,
+    max_retries=6,
+)
+def send_delivery(self: Task, delivery_id: str) -> str:
+    outcome = deliveries.attempt(uuid.UUID(delivery_id))
+    if outcome.retry_in is not None:
+        raise self.retry(countdown=outcome.retry_in, max_retries=None)
+    return outcome.status

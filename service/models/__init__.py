@@ -5,6 +5,12 @@ from service.models.groups import Group, GroupMove, GroupStatus, GroupStatusChan
 from service.models.idempotency import IdempotencyRecord
 from service.models.reports import NEEDS_SECTORS, SADD_KEYS, VULNERABLE_KEYS, Report, ReportNeed
 from service.models.sites import Site, SiteKind
+from service.models.subscriptions import (
+    Delivery,
+    DeliveryStatus,
+    Subscription,
+    subscription_sites,
+)
 from service.models.summaries import Summary, SummaryStatus
 from service.models.tokens import ApiToken, Role, token_sites
 
@@ -14,6 +20,8 @@ __all__ = [
     "VULNERABLE_KEYS",
     "ApiToken",
     "AuditEvent",
+    "Delivery",
+    "DeliveryStatus",
     "Group",
     "GroupMove",
     "GroupStatus",
@@ -24,7 +32,9 @@ __all__ = [
     "Role",
     "Site",
     "SiteKind",
+    "Subscription",
     "Summary",
     "SummaryStatus",
+    "subscription_sites",
     "token_sites",
 ]

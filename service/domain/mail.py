@@ -1,0 +1,324 @@
+"""Situation reports as email: rendered from a summary, sent by SMTP or kept in the outbox.
+
+The message has a plain-text and an HTML part (Jinja2 templates under
+`service/templates/email/`), the summary's CSV (and HXL) for the subscription's sites
+attached, and RFC 8058 one-click unsubscribe headers. Everything that reaches a header
+is either ours (numbers, dates, ids) or was validated when the subscription was made.
+
+With no SMTP_HOST the message is written to `$INSTANCE_PATH/outbox/` as an .eml file,
+so a new user sees what would be sent with no mail server at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import smtplib
+import ssl
+import tempfile
+import zoneinfo
+from dataclasses import dataclass
+from datetime import datetime
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+from flask import current_app, render_template
+
+from service.domain.exports import to_csv
+from service.types import utcnow
+
+log = logging.getLogger(__name__)
+
+TOP_NEEDS = 3
+HEADERS_POLICY = policy.SMTP.clone(max_line_length=998)
+
+
+class TemporaryFailure(Exception):
+    """The server could not take the message now (4xx, refused, timed out): try again."""
+
+
+class PermanentFailure(Exception):
+    """The server refused the message for good (5xx for the recipient): do not retry."""
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """What a delivery sends: the message, its envelope, and a stable name for the outbox."""
+
+    message: EmailMessage
+    sender: str
+    recipient: str
+    name: str
+
+
+# ---------------------------------------------------------------------------
+# Rendering
+# ---------------------------------------------------------------------------
+
+
+def _when(moment: datetime) -> str:
+    """'27 Sep 2023, 14:00' (no locale, no leading zero on the day)."""
+    return f"{moment.day} {moment:%b %Y, %H:%M}"
+
+
+def _number(number: int | float) -> str:
+    return f"{number:,}"
+
+
+def _signed(number: int) -> str:
+    return f"{number:+,}" if number else "no change"
+
+
+def _kcal(kcal: float) -> str:
+    return f"{kcal / 1e6:,.1f} million kcal" if kcal >= 1e6 else f"{kcal:,.0f} kcal"
+
+
+def _needs_line(needs: dict[str, Any]) -> str:
+    return (
+        f"water {needs['water_litres_per_day']:,.0f} L, "
+        f"food {_kcal(needs['food_kcal_per_day'])}, "
+        f"covered space {needs['covered_space_m2']:,.0f} m², "
+        f"{needs['latrines']:,} latrines"
+    )
+
+
+def report_context(
+    document: dict[str, Any], site_ids: list[str] | None, zone: str
+) -> dict[str, Any]:
+    """The numbers an email shows, for the subscription's sites, times in its time zone."""
+    tz = zoneinfo.ZoneInfo(zone)
+    as_of = datetime.fromisoformat(document["as_of"]).astimezone(tz)
+    previous = document.get("previous_as_of")
+    sites = [s for s in document["sites"] if not site_ids or s["site_id"] in site_ids]
+    rows = []
+    for site in sorted(sites, key=lambda s: (-s["people"], s["name"])):
+        rows.append(
+            {
+                "site_id": site["site_id"],
+                "name": site["name"],
+                "people": site["people"],
+                "groups": site["groups"],
+                "change": site["change_since_previous"],
+                "change_text": _signed(site["change_since_previous"]),
+                "capacity": site.get("capacity"),
+                "departed": site["departures"],
+                "top_needs": [
+                    f"{need['sector']} (severity {need['highest_severity']}, "
+                    f"{need['groups']} group{'s' if need['groups'] != 1 else ''})"
+                    for need in site["reported_needs"][:TOP_NEEDS]
+                ],
+                "sphere": _needs_line(site["needs"]),
+                "flags": [flag["message"] for flag in site["flags"]],
+            }
+        )
+    people = sum(s["people"] for s in sites)
+    change = sum(s["change_since_previous"] for s in sites)
+    departed_people = sum(s["departures"]["people"] for s in sites)
+    departed_groups = sum(s["departures"]["groups"] for s in sites)
+    return {
+        "as_of": _when(as_of),
+        "zone": zone,
+        "zone_abbreviation": as_of.strftime("%Z"),
+        "previous_as_of": _when(datetime.fromisoformat(previous).astimezone(tz))
+        if previous
+        else None,
+        "generated_at": _when(datetime.fromisoformat(document["generated_at"]).astimezone(tz)),
+        "totals": {
+            "people": people,
+            "groups": sum(s["groups"] for s in sites),
+            "sites": len(sites),
+            "sites_with_groups": sum(1 for s in sites if s["groups"]),
+            "change": change,
+            "change_text": _signed(change),
+            "departed_people": departed_people,
+            "departed_groups": departed_groups,
+            "flags": sum(len(s["flags"]) for s in sites),
+        },
+        "all_sites": not site_ids,
+        "sites": rows,
+    }
+
+
+def subject(context: dict[str, Any]) -> str:
+    people = context["totals"]["people"]
+    return (
+        f"Situation {context['as_of']} {context['zone_abbreviation']}: "
+        f"{people:,} {'person' if people == 1 else 'people'} waiting"
+    )
+
+
+def _stamp(moment: datetime) -> str:
+    # The same file name as GET /api/v1/summaries/{id}?format=csv gives.
+    return moment.strftime("%Y%m%dT%H%MZ")
+
+
+def compose(
+    *,
+    delivery_id: str,
+    scheduled_for: datetime,
+    email: str,
+    zone: str,
+    cron: str,
+    site_ids: list[str],
+    formats: list[str],
+    summary_id: str,
+    summary_as_of: datetime,
+    document: dict[str, Any],
+    unsubscribe_url: str,
+) -> Outgoing:
+    """The situation report email for one delivery."""
+    config = current_app.config
+    base = config["PUBLIC_BASE_URL"]
+    context = report_context(document, site_ids, zone)
+    context.update(
+        summary_url=f"{base}/api/v1/summaries/{summary_id}",
+        csv_url=f"{base}/api/v1/summaries/{summary_id}?format=csv",
+        unsubscribe_url=unsubscribe_url,
+        email=email,
+        cron=cron,
+        site_ids=site_ids,
+        number=_number,
+    )
+    context["subject"] = subject(context)
+    sender = config["MAIL_FROM"]
+    message = EmailMessage(policy=policy.SMTP)
+    message["Subject"] = context["subject"]
+    message["From"] = Address("needs-tracker", addr_spec=sender)
+    message["To"] = Address(addr_spec=email)
+    message["Date"] = format_datetime(utcnow())
+    message["Message-ID"] = f"<{delivery_id}@{sender.rpartition('@')[2] or 'localhost'}>"
+    # RFC 8058: mail clients offer "unsubscribe" and POST to the link with one click.
+    message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    # RFC 3834: no auto-replies (out of office) to a machine's message.
+    message["Auto-Submitted"] = "auto-generated"
+    # Quoted-printable: 7-bit clean whatever the site names hold, so no server needs 8BITMIME.
+    message.set_content(render_template("email/report.txt", **context), cte="quoted-printable")
+    message.add_alternative(
+        render_template("email/report.html", **context), subtype="html", cte="quoted-printable"
+    )
+    stamp = _stamp(summary_as_of)
+    for fmt in formats:
+        body = to_csv(document, site_ids=site_ids or None, hxl=fmt == "hxl")
+        message.add_attachment(
+            body.encode("utf-8"),
+            maintype="text",
+            subtype="csv",
+            filename=f"summary-{stamp}.{'hxl.csv' if fmt == 'hxl' else 'csv'}",
+            params={"charset": "utf-8"},
+        )
+    # Written out with header lines up to SMTP's limit (998) instead of 78: folding the
+    # List-Unsubscribe URL, which has no space to fold at, would turn it into RFC 2047
+    # encoded words that no mail client reads as a link. The parts above are already
+    # encoded (quoted-printable lines stay within 76 characters).
+    message.policy = HEADERS_POLICY
+    return Outgoing(
+        message=message,
+        sender=sender,
+        recipient=email,
+        name=f"{scheduled_for:%Y%m%dT%H%M%SZ}-{delivery_id}",
+    )
+
+
+# ---------------------------------------------------------------------------
+# Transport
+# ---------------------------------------------------------------------------
+
+
+def deliver(outgoing: Outgoing) -> str:
+    """Send the message (SMTP) or keep it (outbox); returns where it went."""
+    if current_app.config["SMTP_HOST"]:
+        _smtp(outgoing)
+        return "smtp"
+    return str(_outbox(outgoing))
+
+
+def outbox_folder() -> Path:
+    return Path(current_app.config["INSTANCE_PATH"]) / "outbox"
+
+
+def _outbox(outgoing: Outgoing) -> Path:
+    """Write the .eml atomically, named for the delivery: a second try replaces it."""
+    folder = outbox_folder()
+    path = folder / f"{outgoing.name}.eml"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=folder, prefix=".", suffix=".eml.tmp")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(outgoing.message.as_bytes())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+    except OSError as exc:  # a full disk, a folder it may not write: try again later
+        raise TemporaryFailure(f"Could not write to the outbox: {exc.strerror}.") from None
+    return path
+
+
+def _smtp(outgoing: Outgoing) -> None:
+    config = current_app.config
+    timeout = config["SMTP_TIMEOUT_SECONDS"]
+    try:
+        connection = smtplib.SMTP(config["SMTP_HOST"], config["SMTP_PORT"], timeout=timeout)
+    except (OSError, smtplib.SMTPException) as exc:
+        raise TemporaryFailure(_describe(exc, "connecting to the SMTP server")) from None
+    try:
+        connection.ehlo()
+        if config["SMTP_STARTTLS"]:
+            connection.starttls(context=ssl.create_default_context())
+            connection.ehlo()
+        if config["SMTP_USERNAME"]:
+            connection.login(config["SMTP_USERNAME"], config["SMTP_PASSWORD"] or "")
+        connection.send_message(
+            outgoing.message, from_addr=outgoing.sender, to_addrs=[outgoing.recipient]
+        )
+    except smtplib.SMTPRecipientsRefused as exc:
+        code, reply = next(iter(exc.recipients.values()))
+        text = f"The server refused the recipient: {code} {_reply(reply)}"
+        raise (PermanentFailure if code >= 500 else TemporaryFailure)(text) from None
+    except smtplib.SMTPDataError as exc:
+        text = f"The server refused the message: {exc.smtp_code} {_reply(exc.smtp_error)}"
+        raise (PermanentFailure if exc.smtp_code >= 500 else TemporaryFailure)(text) from None
+    except smtplib.SMTPAuthenticationError as exc:
+        # Not the server's text: some echo back what they were sent.
+        raise TemporaryFailure(f"The SMTP login was refused ({exc.smtp_code}).") from None
+    except (OSError, smtplib.SMTPException) as exc:
+        raise TemporaryFailure(_describe(exc, "talking to the SMTP server")) from None
+    finally:
+        _close(connection)
+
+
+def _close(connection: smtplib.SMTP) -> None:
+    """Say goodbye; the message is already accepted, so a failure here changes nothing."""
+    try:
+        connection.quit()
+    except (OSError, smtplib.SMTPException):
+        connection.close()
+
+
+def _reply(reply: bytes | str) -> str:
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+    return _scrub(" ".join(text.split()))[:300]
+
+
+def _describe(exc: BaseException, doing: str) -> str:
+    if isinstance(exc, smtplib.SMTPResponseException):
+        detail = f"{exc.smtp_code} {_reply(exc.smtp_error)}"
+    elif isinstance(exc, TimeoutError):
+        detail = "timed out"
+    else:
+        detail = _scrub(str(exc))[:300] or type(exc).__name__
+    return f"{type(exc).__name__} while {doing}: {detail}"
+
+
+def _scrub(text: str) -> str:
+    """Never let the SMTP password or login into a stored error or a log line."""
+    for secret in (current_app.config["SMTP_PASSWORD"], current_app.config["SMTP_USERNAME"]):
+        if secret:
+            text = text.replace(secret, "***")
+    return text

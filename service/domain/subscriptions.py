@@ -1,0 +1,337 @@
+"""Subscriptions: who gets situation reports by email, on which schedule, and when they are due.
+
+A schedule is a five-field cron expression read in an IANA time zone. It is parsed and
+walked with `cronsim` (the parser Healthchecks.io runs its cron checks on): it iterates
+in the zone itself, forwards and backwards, and handles daylight-saving changes the way
+Debian's cron does (a 02:30 job on the night the clocks skip 02:00-03:00 runs at 03:00,
+and once, not twice, on the night they repeat an hour). Doing that by adding hours to a
+UTC time would send reports an hour early or late for half the year.
+
+Dispatch runs every minute. Each subscription keeps a watermark (`last_checked_at`):
+the scheduled moments in (watermark, now] are due. Only the latest of them is sent:
+recipients need the current picture, not a backlog, so after a scheduler outage the
+missed moments are logged and skipped. The unique (subscription, scheduled moment) key
+on deliveries decides between schedulers firing together, retried dispatch tasks and
+restarted workers: one delivery per subscription and moment, whatever happens.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+import zoneinfo
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cronsim import CronSim, CronSimError
+from flask import current_app
+from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from service import audit
+from service.auth import Caller
+from service.errors import Problem
+from service.extensions import db
+from service.models import Delivery, DeliveryStatus, Role, Site, Subscription
+from service.types import utcnow
+
+log = logging.getLogger(__name__)
+
+ATTACHMENT_FORMATS = ("csv", "hxl")
+# Counting skipped moments for the log stops here (an every-minute schedule after a
+# week's outage has ten thousand).
+SKIPPED_COUNT_LIMIT = 1000
+UNSUBSCRIBE_SALT = "needs-tracker.unsubscribe"
+# The recipient is the one acting when an unsubscribe link is used.
+RECIPIENT = Caller(token_id=None, name="recipient (unsubscribe link)", role=Role.reader)
+
+
+class ScheduleError(ValueError):
+    """A cron expression or time zone that cannot be a subscription's schedule."""
+
+
+# ---------------------------------------------------------------------------
+# Schedules
+# ---------------------------------------------------------------------------
+
+
+@functools.cache
+def _time_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def check_time_zone(name: str) -> str:
+    """An IANA time zone name ("Asia/Yerevan", "UTC"), as tzdata spells it."""
+    if name not in _time_zones():
+        raise ScheduleError("Not a known IANA time zone name, such as 'Asia/Yerevan' or 'UTC'.")
+    return name
+
+
+def check_cron(expression: str) -> str:
+    """A five-field cron expression (minute hour day-of-month month day-of-week) that fires."""
+    fields = expression.split()
+    if len(fields) != 5:
+        raise ScheduleError(
+            "Use five fields: minute hour day-of-month month day-of-week, e.g. '0 6,18 * * *'."
+        )
+    normalised = " ".join(fields)
+    try:
+        upcoming = CronSim(normalised, datetime.now(UTC))
+        next(upcoming)
+    except CronSimError as exc:
+        raise ScheduleError(f"Not a valid cron expression: {exc}.") from None
+    except StopIteration:
+        raise ScheduleError("This schedule never fires.") from None
+    return normalised
+
+
+def _local(moment: datetime, zone: str) -> datetime:
+    return moment.astimezone(zoneinfo.ZoneInfo(zone))
+
+
+def moments_after(cron: str, zone: str, after: datetime) -> Iterator[datetime]:
+    """The scheduled moments strictly after `after`, in UTC, oldest first."""
+    for moment in CronSim(cron, _local(after, zone)):
+        yield moment.astimezone(UTC)
+
+
+def next_moment(cron: str, zone: str, after: datetime) -> datetime | None:
+    return next(moments_after(cron, zone, after), None)
+
+
+def latest_moment(cron: str, zone: str, now: datetime) -> datetime | None:
+    """The latest scheduled moment at or before `now`, in UTC."""
+    # Walking backwards, cronsim first steps one second back: start a second later, on
+    # a whole second, so a moment exactly at `now` counts.
+    start = (now + timedelta(seconds=1)).replace(microsecond=0)
+    return next((m.astimezone(UTC) for m in CronSim(cron, _local(start, zone), reverse=True)), None)
+
+
+def missed_between(cron: str, zone: str, after: datetime, before: datetime) -> list[datetime]:
+    """Scheduled moments in (after, before), up to SKIPPED_COUNT_LIMIT of them."""
+    missed = []
+    for moment in moments_after(cron, zone, after):
+        if moment >= before or len(missed) >= SKIPPED_COUNT_LIMIT:
+            break
+        missed.append(moment)
+    return missed
+
+
+# ---------------------------------------------------------------------------
+# Subscriptions
+# ---------------------------------------------------------------------------
+
+
+def subscription_state(subscription: Subscription) -> dict[str, Any]:
+    return {
+        "email": subscription.email,
+        "cron": subscription.cron,
+        "timezone": subscription.timezone,
+        "site_ids": subscription.site_ids,
+        "formats": list(subscription.formats),
+        "deleted_at": subscription.deleted_at.isoformat() if subscription.deleted_at else None,
+    }
+
+
+def _sites(site_ids: list[str]) -> list[Site]:
+    found = {
+        site.id: site
+        for site in db.session.execute(select(Site).where(Site.id.in_(site_ids))).scalars()
+    }
+    errors = [
+        {"field": f"site_ids.{index}", "message": f"There is no site '{site_id}'."}
+        for index, site_id in enumerate(site_ids)
+        if site_id not in found
+    ]
+    if errors:
+        raise Problem(422, "The subscription names sites that do not exist.", errors=errors)
+    return [found[site_id] for site_id in site_ids]
+
+
+def create_subscription(caller: Caller, data: dict[str, Any]) -> Subscription:
+    """A new subscription; its first report goes out at its first scheduled moment from now."""
+    caller.require_role(Role.admin)
+    site_ids = list(dict.fromkeys(data.get("site_ids") or []))
+    formats = list(dict.fromkeys(data.get("formats", ["csv"])))
+    now = utcnow()
+    subscription = Subscription(
+        email=data["email"],
+        cron=data["cron"],
+        timezone=data["timezone"],
+        formats=formats,
+        sites=_sites(site_ids),
+        created_at=now,
+        created_by=caller.token_id,
+        last_checked_at=now,
+    )
+    db.session.add(subscription)
+    db.session.flush()
+    audit.record(
+        caller,
+        "subscription.create",
+        "subscription",
+        subscription.id,
+        after=subscription_state(subscription),
+    )
+    return subscription
+
+
+def find_subscription(subscription_id: uuid.UUID, *, deleted: bool = False) -> Subscription:
+    """A subscription by id; a deleted one only when `deleted` (its delivery log stays)."""
+    subscription = db.session.get(Subscription, subscription_id)
+    if subscription is None or (subscription.deleted_at is not None and not deleted):
+        raise Problem(404, f"There is no subscription '{subscription_id}'.")
+    return subscription
+
+
+def delete_subscription(caller: Caller, subscription_id: uuid.UUID) -> Subscription:
+    """Stop a subscription's deliveries; the subscription and its delivery log are kept."""
+    caller.require_role(Role.admin)
+    subscription = find_subscription(subscription_id)
+    _end(caller, subscription, "subscription.delete")
+    return subscription
+
+
+def _end(caller: Caller, subscription: Subscription, action: str) -> None:
+    before = subscription_state(subscription)
+    subscription.deleted_at = utcnow()
+    db.session.flush()
+    audit.record(
+        caller,
+        action,
+        "subscription",
+        subscription.id,
+        before=before,
+        after=subscription_state(subscription),
+    )
+
+
+# ---------------------------------------------------------------------------
+# Unsubscribe links
+# ---------------------------------------------------------------------------
+
+
+def _serializer() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=UNSUBSCRIBE_SALT)
+
+
+def unsubscribe_token(subscription_id: uuid.UUID) -> str:
+    """A signed token naming the subscription; it never expires (links in old emails work)."""
+    return _serializer().dumps(str(subscription_id))
+
+
+def unsubscribe_url(subscription_id: uuid.UUID) -> str:
+    """The link in every email; GET shows a confirmation page, POST unsubscribes.
+
+    The token rides in the query string, not the path: the request log records paths.
+    """
+    base = current_app.config["PUBLIC_BASE_URL"]
+    return f"{base}/unsubscribe?token={unsubscribe_token(subscription_id)}"
+
+
+def subscription_for_token(token: str) -> Subscription | None:
+    """The subscription a token names, if its signature is good (deleted ones included)."""
+    try:
+        subscription_id = uuid.UUID(_serializer().loads(token))
+    except (BadSignature, ValueError, TypeError):
+        return None
+    return db.session.get(Subscription, subscription_id)
+
+
+def unsubscribe(subscription: Subscription) -> bool:
+    """End the subscription from its link; False when it had already ended."""
+    if subscription.deleted_at is not None:
+        return False
+    _end(RECIPIENT, subscription, "subscription.unsubscribe")
+    return True
+
+
+# ---------------------------------------------------------------------------
+# Dispatch
+# ---------------------------------------------------------------------------
+
+
+def dispatch(now: datetime | None = None) -> list[uuid.UUID]:
+    """Create the deliveries that came due since the last check; returns their ids.
+
+    Per subscription, one short transaction moves the watermark to `now` and adds a
+    delivery for the latest moment in (watermark, now]. Another scheduler doing the same
+    at the same time hits the unique (subscription, moment) key and adds nothing.
+    """
+    now = now or utcnow()
+    rows = db.session.execute(
+        select(
+            Subscription.id, Subscription.cron, Subscription.timezone, Subscription.last_checked_at
+        ).where(Subscription.deleted_at.is_(None), Subscription.last_checked_at < now)
+    ).all()
+    # End the read before the writes: on SQLite every transaction holds the write lock.
+    db.session.commit()
+    created = []
+    for subscription_id, cron, zone, watermark in rows:
+        try:
+            due = latest_moment(cron, zone, now)
+        except (CronSimError, zoneinfo.ZoneInfoNotFoundError, ValueError):
+            log.exception("schedule unreadable", extra={"subscription_id": str(subscription_id)})
+            continue
+        delivery_id = _claim_moment(subscription_id, due if due and due > watermark else None, now)
+        if delivery_id is None:
+            continue
+        created.append(delivery_id)
+        missed = missed_between(cron, zone, watermark, due)
+        if missed:
+            log.warning(
+                "missed scheduled moments skipped; only the latest is sent",
+                extra={
+                    "subscription_id": str(subscription_id),
+                    "skipped": len(missed),
+                    "skipped_first": missed[0].isoformat(),
+                    "skipped_last": missed[-1].isoformat(),
+                    "sent_for": due.isoformat(),
+                },
+            )
+    return created
+
+
+def _claim_moment(
+    subscription_id: uuid.UUID, due: datetime | None, now: datetime
+) -> uuid.UUID | None:
+    """Move the watermark and, if a moment is due, add its delivery: both or neither."""
+    moved = db.session.execute(
+        update(Subscription)
+        .where(
+            Subscription.id == subscription_id,
+            Subscription.deleted_at.is_(None),
+            Subscription.last_checked_at < now,
+        )
+        .values(last_checked_at=now)
+    ).rowcount
+    if not moved or due is None:
+        db.session.commit()
+        return None
+    delivery = Delivery(
+        subscription_id=subscription_id,
+        scheduled_for=due,
+        status=DeliveryStatus.queued,
+        next_attempt_at=now,
+    )
+    db.session.add(delivery)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # Another scheduler has this moment's delivery: nothing to add, but the watermark
+        # still moves on.
+        db.session.rollback()
+        _claim_moment(subscription_id, None, now)
+        return None
+    log.info(
+        "delivery scheduled",
+        extra={
+            "subscription_id": str(subscription_id),
+            "delivery_id": str(delivery.id),
+            "scheduled_for": due.isoformat(),
+        },
+    )
+    return delivery.id
