@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 import click
 from flask import Flask
 from flask.cli import FlaskGroup, with_appcontext
@@ -31,6 +36,8 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(seed)
     app.cli.add_command(token)
     app.cli.add_command(serve)
+    app.cli.add_command(import_reports)
+    app.cli.add_command(demo)
 
 
 @click.command()
@@ -104,3 +111,108 @@ def token_revoke(token_id: int) -> None:
         audit.record(OPERATOR, "token.revoke", "token", token_id, after={"revoked": True})
         db.session.commit()
     click.echo(f"token {token_id} revoked")
+
+
+@contextmanager
+def progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
+    """Yields `advance(done)`. click's progress bar on a terminal (no new dependency,
+    and it redraws in place); on a pipe or a CI log, where it would print only its
+    label, a plain line every tenth of the way instead."""
+    if sys.stdout.isatty():
+        with click.progressbar(length=total, label=label, show_pos=True) as bar:
+            seen = 0
+
+            def advance(done: int) -> None:
+                nonlocal seen
+                bar.update(done - seen)
+                seen = done
+
+            yield advance
+        return
+    click.echo(f"{label}: {total:,}")
+    shown = -1
+
+    def report(done: int) -> None:
+        nonlocal shown
+        tenth = done * 10 // total if total else 10
+        if tenth > shown:
+            shown = tenth
+            click.echo(f"  {done:,} of {total:,} ({done * 100 // max(total, 1)}%)")
+
+    yield report
+
+
+@click.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@with_appcontext
+def import_reports(path: Path) -> None:
+    """Import head counts from a CSV file (columns: see the README).
+
+    Rows with errors store nothing; they are listed in FILE.errors.csv next to the
+    file. Rows imported before are skipped. Exits 1 when any row failed."""
+    from service.domain import imports
+
+    source = imports.CsvSource.from_path(path)
+    try:
+        source.check()
+    except imports.ImportFileError as exc:
+        raise click.ClickException(f"{path}: {exc.message}") from None
+    caller = imports.system_caller(imports.IMPORT_TOKEN_NAME)
+    with progress(source.row_count, f"Importing {path.name}") as advance:
+        importer = imports.Importer(caller, path.name, on_progress=lambda r: advance(r.rows))
+        importer.feed(source.rows())
+        result = importer.finish()
+    report = path.with_name(path.name.removesuffix(".csv") + ".errors.csv")
+    click.echo(
+        f"{result.rows:,} rows: {result.stored:,} stored, {result.already_imported:,} "
+        f"already imported, {result.failed:,} failed; {result.groups_created:,} groups created."
+    )
+    if result.errors:
+        try:
+            with report.open("w", newline="", encoding="utf-8") as out:
+                imports.write_error_report(result, out)
+            click.echo(f"Errors, one line per problem: {report}")
+        except OSError as exc:
+            click.echo(f"Cannot write {report} ({exc.strerror}); the errors:", err=True)
+            imports.write_error_report(result, click.get_text_stream("stderr"))
+        raise click.exceptions.Exit(1)
+    report.unlink(missing_ok=True)
+
+
+@click.command()
+@with_appcontext
+def demo() -> None:
+    """Load a replay of 20 September - 3 October 2023 in Nagorno-Karabakh (public
+    figures; see service/demo/SOURCES.md) and build its summaries. Safe to run twice."""
+    from service import demo as replay
+    from service.domain import summaries
+
+    caller = replay.prepare()
+    groups = replay.demo_groups()
+    created = replay.register_groups(caller, groups)
+    with progress(replay.replay_rows(), "Replaying head counts") as advance:
+        imported, applied = replay.replay_reports(
+            caller, replay.events(groups), lambda r: advance(r.rows)
+        )
+    periods = replay.periods(summaries.interval())
+    with progress(len(periods), "Building summaries") as advance:
+        done = 0
+
+        def step(count: int) -> None:
+            nonlocal done
+            done += count
+            advance(done)
+
+        built, total = replay.build_summaries(step)
+    result = replay.DemoResult(created, applied, imported, built, total)
+    imported = result.imported
+    click.echo(
+        f"groups: {result.groups_created} registered; moves and departures: "
+        f"{result.events_applied} recorded; head counts: {imported.stored:,} stored, "
+        f"{imported.already_imported:,} already there, {imported.failed:,} failed; "
+        f"summaries: {result.summaries_built} built of {result.summaries_total}."
+    )
+    click.echo(
+        "Open the dashboard and sign in with a token (needs-tracker token create --role "
+        "reader); the replay's peak is at /?at=2023-09-25T12:00:00Z"
+    )

@@ -1,0 +1,165 @@
+"""`python -m bench.imports`: how fast the CSV import stores head counts on PostgreSQL.
+
+Creates a throw-away database (dropped at the end, on errors and Ctrl-C too), migrates
+it like production, registers groups, writes a CSV of ROWS head counts (a client_id on
+half of them, a sex-and-age breakdown on half, needs on a third), and imports it through
+the same function `needs-tracker import` runs. Prints rows per second for the import
+and for a re-import (everything already there), next to a baseline measured in the
+same run on the same machine: PostgreSQL's COPY of the same file into a scratch table
+of text columns (no checks at all; the fastest a row can go in).
+
+    BENCH_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/postgres  (the default)
+    BENCH_IMPORT_ROWS=100000                                          (the default)
+    BENCH_IMPORT_MIN_ROWS_PER_SECOND=20000  exits 1 below this (the issue's bar)
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+from flask_migrate import upgrade
+from psycopg import sql
+
+from service import create_app
+from service.auth import OPERATOR
+from service.domain.imports import COLUMNS, CsvSource, import_csv, parse_row, system_caller
+from service.domain.sites import seed_sites
+from service.extensions import db
+from service.models import NEEDS_SECTORS, SADD_KEYS, Group
+
+ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+ROWS = int(os.environ.get("BENCH_IMPORT_ROWS", "100000"))
+MINIMUM = int(os.environ.get("BENCH_IMPORT_MIN_ROWS_PER_SECOND", "20000"))
+GROUPS = 1000
+SITES = ("stepanakert-centre", "stepanakert-airport")
+
+
+@contextmanager
+def throwaway_database() -> Iterator[str]:
+    name = f"bench_import_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield ADMIN_URL.rpartition("/")[0] + "/" + name
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def write_rows(path: Path, group_ids: list[uuid.UUID]) -> None:
+    rng = random.Random(5)
+    start = datetime.now(UTC) - timedelta(days=10)
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(COLUMNS)
+        for n in range(ROWS):
+            total = rng.randint(20, 900)
+            sadd = [""] * len(SADD_KEYS)
+            if n % 2:
+                shares = [rng.random() + 0.1 for _ in SADD_KEYS]
+                parts = [int(total * s / sum(shares)) for s in shares]
+                parts[0] += total - sum(parts)
+                sadd = parts
+            needs = ""
+            if n % 3 == 0:
+                needs = f"{rng.choice(NEEDS_SECTORS)}:{rng.randint(1, 5)};water:3"
+            writer.writerow(
+                [
+                    str(uuid.UUID(int=rng.getrandbits(128), version=4)) if n % 2 else "",
+                    "",
+                    "",
+                    str(group_ids[n % len(group_ids)]),
+                    (start + timedelta(seconds=n * 7)).isoformat(),
+                    total,
+                    *sadd,
+                    "",
+                    rng.randint(0, 5),
+                    "",
+                    "",
+                    "",
+                    needs,
+                    "counted at the gate" if n % 10 == 0 else "",
+                ]
+            )
+
+
+def copy_baseline(url: str, path: Path) -> float:
+    """COPY the same CSV into a scratch table of text columns: the floor for any import."""
+    columns = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in COLUMNS)
+    with psycopg.connect(url) as conn:
+        conn.execute(sql.SQL("CREATE TABLE bench_copy ({})").format(columns))
+        started = time.perf_counter()
+        with conn.cursor().copy("COPY bench_copy FROM STDIN WITH (FORMAT csv, HEADER true)") as cp:
+            with path.open("rb") as stream:
+                while chunk := stream.read(1 << 20):
+                    cp.write(chunk)
+        conn.commit()
+        return time.perf_counter() - started
+
+
+def main() -> int:
+    with throwaway_database() as url, tempfile.TemporaryDirectory() as folder:
+        app = create_app({"DATABASE_URL": url, "INSTANCE_PATH": folder, "LOG_LEVEL": "WARNING"})
+        path = Path(folder) / "bench.csv"
+        with app.app_context():
+            upgrade(directory=app.extensions["migrate"].directory)
+            seed_sites(OPERATOR)
+            groups = [
+                Group(id=uuid.uuid4(), site_id=SITES[i % 2], label=f"bench group {i}")
+                for i in range(GROUPS)
+            ]
+            db.session.add_all(groups)
+            db.session.commit()
+            write_rows(path, [g.id for g in groups])
+            size = path.stat().st_size
+            caller = system_caller("bench import")
+
+            # Reading and checking alone (Python, no database): the ceiling for the import.
+            started = time.perf_counter()
+            now = datetime.now(UTC)
+            for number, cells in CsvSource.from_path(path).check().rows():
+                parse_row(number, cells, now)
+            check_seconds = time.perf_counter() - started
+
+            started = time.perf_counter()
+            first = import_csv(caller, CsvSource.from_path(path))
+            import_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            again = import_csv(caller, CsvSource.from_path(path))
+            reimport_seconds = time.perf_counter() - started
+            db.session.remove()
+            db.engine.dispose()
+        baseline = copy_baseline(url, path)
+
+    assert (first.stored, first.failed) == (ROWS, 0), first.counts()
+    assert (again.stored, again.already_imported) == (0, ROWS), again.counts()
+    rate = ROWS / import_seconds
+    print(f"CSV import on PostgreSQL, {ROWS:,} rows ({GROUPS:,} groups), {size / 1e6:.1f} MB")
+    print(f"  import      {import_seconds:7.2f} s  {rate:10,.0f} rows/s")
+    print(
+        f"  checking    {check_seconds:7.2f} s  {ROWS / check_seconds:10,.0f} rows/s"
+        "  (reading and checking only, no database)"
+    )
+    print(f"  re-import   {reimport_seconds:7.2f} s  {ROWS / reimport_seconds:10,.0f} rows/s")
+    print(f"  COPY (raw)  {baseline:7.2f} s  {ROWS / baseline:10,.0f} rows/s  (baseline)")
+    if rate < MINIMUM:
+        print(f"BELOW THE BAR: {rate:,.0f} rows/s < {MINIMUM:,} rows/s", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

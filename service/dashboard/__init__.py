@@ -1,0 +1,407 @@
+"""The dashboard at `/`: the latest situation summary on a screen, for coordination meetings.
+
+Server-rendered HTML and SVG (no script, no CDN). Sign-in is with an API token, once:
+the session cookie then carries only the token's id (never the secret), signed with
+SECRET_KEY, HttpOnly and SameSite=Lax; every request checks again that the token is
+not revoked. Forms carry a CSRF token (Flask-WTF). The overview reloads itself with
+`<meta http-equiv="refresh">` every DASHBOARD_REFRESH_SECONDS.
+
+What each role sees follows the API: everyone sees the summaries (aggregates); a
+reader sees no group labels and no admin actions; coordinators and admins may ask for
+a summary now; admins may upload a CSV of head counts.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_wtf.csrf import CSRFError
+from markupsafe import Markup
+from sqlalchemy import select
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from service.auth import Caller, hash_token
+from service.dashboard import charts
+from service.domain import history
+from service.domain import imports as importing
+from service.domain import summaries as summaries_domain
+from service.errors import Problem
+from service.extensions import csrf, db
+from service.models import ApiToken, Group, Role, Summary, SummaryStatus
+from service.types import utcnow
+
+blp = Blueprint("dashboard", __name__)
+
+PUBLIC_ENDPOINTS = {"dashboard.sign_in"}
+# What each flag means, for people who did not write the code.
+FLAG_MEANINGS = {
+    "stale_site": "No head count at this site for a while: its numbers may be out of date.",
+    "stale_group": "A waiting group has not been counted for a while; its last count is used.",
+    "conflicting_counts": "Two counts of the same group within an hour disagree by more than "
+    "20%. Check which is right and send a correction that supersedes the wrong one.",
+    "sudden_jump": "A group's count changed by more than half since its previous count: "
+    "people joined or left, or a count was mistyped.",
+    "over_capacity": "More people than the site's capacity.",
+    "breakdown_missing": "Fewer than half of the people have a sex-and-age breakdown, so the "
+    "breakdown shown is incomplete.",
+}
+NEED_UNITS = (
+    ("water_litres_per_day", "Water", "L/day"),
+    ("food_kcal_per_day", "Food", "kcal/day"),
+    ("covered_space_m2", "Covered space", "m²"),
+    ("latrines", "Latrines", ""),
+)
+LINES_PER_SITE = 4  # the chart draws this many sites' own lines (the largest)
+
+
+# --- who is signed in ------------------------------------------------------------------
+
+
+def signed_in_caller() -> Caller | None:
+    token_id = session.get("token_id")
+    if not isinstance(token_id, int):
+        return None
+    token = db.session.get(ApiToken, token_id)
+    if token is None or (token.revoked_at is not None and token.revoked_at <= utcnow()):
+        return None
+    return Caller(
+        token_id=token.id, name=token.name, role=token.role, site_ids=frozenset(token.site_ids)
+    )
+
+
+@blp.before_request
+def require_sign_in() -> Response | None:
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    caller = signed_in_caller()
+    if caller is None:
+        session.pop("token_id", None)
+        target = request.full_path if request.method == "GET" else None
+        return redirect(url_for("dashboard.sign_in", next=target), 303)
+    g.caller = caller
+    return None
+
+
+@blp.after_request
+def page_headers(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    )
+    return response
+
+
+@blp.errorhandler(HTTPException)
+def html_error(error: HTTPException) -> tuple[str, int]:
+    status = error.code or 500
+    titles = {400: "The form expired or was not sent whole", 403: "Not for this token"}
+    message = error.description or ""
+    if isinstance(error, CSRFError):
+        message = "The form expired. Go back, reload the page and send it again."
+    return render_template(
+        "dashboard/error.html",
+        title=titles.get(status, error.name),
+        message=message,
+        status=status,
+        caller=g.get("caller"),
+    ), status
+
+
+def safe_next(target: str | None) -> str:
+    """Only a path on this site (no open redirect)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return url_for("dashboard.overview")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return url_for("dashboard.overview")
+    return target
+
+
+@blp.route("/sign-in", methods=["GET", "POST"])
+def sign_in() -> Any:
+    if request.method == "GET":
+        return render_template("dashboard/sign_in.html", next=request.args.get("next"))
+    secret = (request.form.get("token") or "").strip()
+    token = None
+    if secret and len(secret) <= 200:
+        token = db.session.execute(
+            select(ApiToken).where(ApiToken.secret_hash == hash_token(secret))
+        ).scalar_one_or_none()
+    if token is None or (token.revoked_at is not None and token.revoked_at <= utcnow()):
+        return render_template(
+            "dashboard/sign_in.html",
+            next=request.form.get("next"),
+            error="This token is unknown or revoked. Ask the coordination lead for one.",
+        ), 401
+    session.clear()
+    session["token_id"] = token.id
+    return redirect(safe_next(request.form.get("next")), 303)
+
+
+@blp.post("/sign-out")
+def sign_out() -> Response:
+    session.clear()
+    flash("Signed out.")
+    return redirect(url_for("dashboard.sign_in"), 303)
+
+
+# --- the overview ------------------------------------------------------------------------
+
+
+def _moment(raw: str | None) -> datetime | None:
+    if not raw:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw.strip().replace("Z", "+00:00").replace(" ", "+"))
+    except ValueError:
+        raise Problem(400, "Give `at` as an ISO 8601 moment, e.g. 2023-09-25T12:00:00Z.") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _ready() -> Any:
+    return select(Summary).where(Summary.status == SummaryStatus.ready)
+
+
+def shown_summary(at: datetime | None) -> Summary | None:
+    query = _ready()
+    if at is not None:
+        query = query.where(Summary.as_of <= at)
+    return db.session.execute(
+        query.order_by(Summary.as_of.desc(), Summary.generated_at.desc()).limit(1)
+    ).scalar_one_or_none()
+
+
+def neighbour(summary: Summary, later: bool) -> Summary | None:
+    if later:
+        query = _ready().where(Summary.as_of > summary.as_of).order_by(Summary.as_of)
+    else:
+        query = _ready().where(Summary.as_of < summary.as_of).order_by(Summary.as_of.desc())
+    return db.session.execute(query.limit(1)).scalar_one_or_none()
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def group_labels(document: dict[str, Any], caller: Caller) -> dict[str, str]:
+    """Labels of the groups named in flags, for coordinators and admins (not readers)."""
+    if caller.role is Role.reader:
+        return {}
+    ids = {f["group_id"] for f in document["flags"] if f.get("group_id")}
+    if not ids:
+        return {}
+    rows = db.session.execute(
+        select(Group.id, Group.label).where(Group.id.in_([uuid.UUID(i) for i in ids]))
+    )
+    return {str(group_id): label for group_id, label in rows}
+
+
+def site_flags(site: dict[str, Any], labels: dict[str, str]) -> list[dict[str, Any]]:
+    """A site's flags, one entry per kind, with what it means."""
+    kinds: dict[str, dict[str, Any]] = {}
+    for flag in site["flags"]:
+        entry = kinds.setdefault(
+            flag["code"],
+            {
+                "code": flag["code"],
+                "meaning": FLAG_MEANINGS.get(flag["code"], ""),
+                "count": 0,
+                "messages": [],
+                "groups": [],
+            },
+        )
+        entry["count"] += 1
+        if flag.get("group_id"):
+            if flag["group_id"] in labels:
+                entry["groups"].append(labels[flag["group_id"]])
+            if len(entry["messages"]) < 3 and flag["code"] != "stale_group":
+                entry["messages"].append(flag["message"])
+        else:
+            entry["messages"].append(flag["message"])
+    return list(kinds.values())
+
+
+def history_chart(summary: Summary, document: dict[str, Any]) -> charts.LineChart | None:
+    points = history.people_history()
+    if not points:
+        return None
+    moments = [p.as_of for p in points]
+    names = {s["site_id"]: s["name"] for s in document["sites"]}
+    order = {s["site_id"]: i for i, s in enumerate(document["sites"])}
+    biggest = sorted(
+        {site for p in points for site in p.sites},
+        key=lambda site: -max(p.sites.get(site, 0) for p in points),
+    )[:LINES_PER_SITE]
+    series: list[tuple[str, list[int], str, bool]] = [
+        ("All sites", [p.people for p in points], charts.TOTAL_COLOUR, False)
+    ]
+    for site in biggest:
+        colour = charts.site_colour(order.get(site, len(order)))
+        series.append(
+            (names.get(site, site), [p.sites.get(site, 0) for p in points], colour, False)
+        )
+    departed = history.cumulative(history.departures_timeline(moments[-1]), moments)
+    if any(departed):
+        series.append(("Departed (cumulative)", departed, charts.DEPARTED_COLOUR, True))
+    return charts.line_chart(
+        moments,
+        series,
+        links=[url_for("dashboard.overview", at=iso(m)) for m in moments],
+        titles=[f"{p.as_of:%d %b %Y %H:%M} UTC: {p.people:,} waiting" for p in points],
+        current=summary.as_of,
+    )
+
+
+@blp.get("/")
+def overview() -> Any:
+    caller: Caller = g.caller
+    at = _moment(request.args.get("at"))
+    summary = shown_summary(at)
+    refresh = current_app.config["DASHBOARD_REFRESH_SECONDS"] if at is None else None
+    context: dict[str, Any] = {
+        "caller": caller,
+        "refresh": refresh,
+        "can_request": caller.role in (Role.admin, Role.coordinator),
+        "at": at,
+    }
+    if summary is None:
+        return render_template("dashboard/overview.html", summary=None, **context)
+    document = summary.document or {}
+    labels = group_labels(document, caller)
+    sites = []
+    for site in document["sites"]:
+        last = site.get("last_observed_at")
+        last_at = datetime.fromisoformat(last) if last else None
+        sites.append(
+            {
+                **site,
+                "last_at": last_at,
+                "age_hours": (summary.as_of - last_at).total_seconds() / 3600 if last_at else None,
+                "flag_kinds": site_flags(site, labels),
+            }
+        )
+    bars = charts.bar_chart([(s["name"], s["people"], s["capacity"]) for s in sites])
+    return render_template(
+        "dashboard/overview.html",
+        summary=summary,
+        document=document,
+        totals=document["totals"],
+        sites=sites,
+        bars=bars,
+        line=history_chart(summary, document),
+        earlier=neighbour(summary, later=False),
+        later=neighbour(summary, later=True),
+        need_units=NEED_UNITS,
+        iso=iso,
+        **context,
+    )
+
+
+@blp.post("/request-summary")
+def request_summary() -> Response:
+    """Ask for a summary as of now (coordinators, admins); a worker builds it."""
+    from service.api.summaries import enqueue_build
+
+    caller: Caller = g.caller
+    caller.require_role(Role.admin, Role.coordinator)
+    summary = summaries_domain.request_summary(caller.token_id)
+    enqueue_build(summary.id)
+    flash(
+        f"A summary as of {summary.as_of:%d %b %Y %H:%M} UTC was requested; it shows here "
+        "when a worker has built it."
+    )
+    return redirect(url_for("dashboard.overview"), 303)
+
+
+# --- CSV import (admins) ------------------------------------------------------------------
+
+
+@blp.route("/import", methods=["GET", "POST"])
+@csrf.exempt  # checked below, once the body limit is raised for the file
+def import_reports() -> Any:
+    caller: Caller = g.caller
+    caller.require_role(Role.admin)
+    context = {"caller": caller, "columns": importing.COLUMNS, "result": None, "error": None}
+    if request.method == "GET":
+        return render_template("dashboard/import.html", **context)
+    limit = current_app.config["MAX_IMPORT_BYTES"]
+    request.max_content_length = limit
+    try:
+        csrf.protect()
+        upload = request.files.get("file")
+    except RequestEntityTooLarge:
+        context["error"] = f"The file is larger than {limit:,} bytes; split it into parts."
+        return render_template("dashboard/import.html", **context), 413
+    if upload is None or not upload.filename:
+        context["error"] = "Choose a CSV file to import."
+        return render_template("dashboard/import.html", **context), 422
+    try:
+        result = importing.import_csv(
+            caller, importing.CsvSource.from_bytes(upload.read(), upload.filename)
+        )
+    except importing.ImportFileError as exc:
+        context["error"] = exc.message
+        return render_template("dashboard/import.html", **context), 422
+    context["result"] = result
+    return render_template("dashboard/import.html", **context)
+
+
+# --- template helpers ---------------------------------------------------------------------
+
+
+@blp.app_template_filter("num")
+def number(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:,.1f}"
+    return f"{value:,.0f}"
+
+
+@blp.app_template_filter("signed")
+def signed(value: int | None) -> Markup:
+    if not value:
+        return Markup('<span class="change none">±0</span>')
+    kind = "up" if value > 0 else "down"
+    text = f"+{value:,}" if value > 0 else f"−{-value:,}"
+    return Markup('<span class="change {}">{}</span>').format(kind, text)
+
+
+@blp.app_template_filter("when")
+def when(value: datetime | str | None) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.astimezone(UTC).strftime("%d %b %Y, %H:%M UTC")
+
+
+@blp.app_template_filter("hours")
+def hours(value: float | None) -> str:
+    if value is None:
+        return "no count yet"
+    if value < 1:
+        return f"{max(0, round(value * 60))} min before"
+    if value < 48:
+        return f"{value:.0f} h before"
+    return f"{value / 24:.0f} days before"

@@ -1,0 +1,466 @@
+"""CSV import: `needs-tracker import FILE.csv` and `POST /api/v1/reports/import`.
+
+Good rows are stored, bad rows store nothing and are reported by row and field, a
+re-import stores nothing new, and a row passes exactly when the same report would pass
+`POST /api/v1/reports`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from service.auth import hash_token
+from service.domain.imports import IMPORT_TOKEN_NAME
+from service.extensions import db
+from service.models import ApiToken, Group, IdempotencyRecord, Report, ReportNeed
+from tests.backends import on_services
+from tests.helpers import (
+    AIRPORT,
+    CENTRE,
+    SADD_40,
+    assert_problem,
+    audit_events,
+    count_rows,
+    create_group,
+    hours_ago,
+)
+
+SADD_COLUMNS = list(SADD_40)
+
+
+def csv_text(rows: list[dict[str, object]], columns: list[str] | None = None) -> str:
+    columns = columns or list(dict.fromkeys(key for row in rows for key in row))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return out.getvalue()
+
+
+def write(tmp_path: Path, rows: list[dict[str, object]], name: str = "day.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(csv_text(rows), encoding="utf-8")
+    return path
+
+
+def good_and_bad_rows(group_id: str) -> list[dict[str, object]]:
+    return [
+        # 2: a new group named by label: registered, and its count stored
+        {
+            "client_id": "7d0c2a4e-8f45-4c3a-9a1d-1b2c3d4e5f01",
+            "site_id": AIRPORT,
+            "group_label": "Hangar 7 families",
+            "observed_at": hours_ago(3),
+            "total": 40,
+            **SADD_40,
+            "disabled": 2,
+            "needs": "water:4;shelter:3:one tent for 40 people",
+            "note": "counted at the hangar door",
+        },
+        # 3: an existing group by id, no client_id (a key from the row's content)
+        {"group_id": group_id, "observed_at": hours_ago(2), "total": 212},
+        # 4: a negative total
+        {"group_id": group_id, "observed_at": hours_ago(2), "total": -5},
+        # 5: the breakdown does not add up
+        {"group_id": group_id, "observed_at": hours_ago(2), "total": 41, **SADD_40},
+        # 6: an unknown sector and a severity out of range
+        {"group_id": group_id, "observed_at": hours_ago(2), "total": 9, "needs": "blankets:7"},
+        # 7: in the future
+        {
+            "group_id": group_id,
+            "observed_at": (datetime.now(UTC) + timedelta(days=1)).isoformat(),
+            "total": 9,
+        },
+        # 8: no time zone
+        {"group_id": group_id, "observed_at": "2023-09-26T14:30:00", "total": 9},
+        # 9: an unknown group
+        {"group_id": str(uuid.uuid4()), "observed_at": hours_ago(2), "total": 9},
+        # 10: a good one, by id, with a client_id
+        {
+            "client_id": "7d0c2a4e-8f45-4c3a-9a1d-1b2c3d4e5f02",
+            "group_id": group_id,
+            "observed_at": hours_ago(1),
+            "total": 180,
+            "needs": "transport:5",
+        },
+    ]
+
+
+def read_errors(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as stream:
+        return list(csv.DictReader(stream))
+
+
+def test_import_stores_good_rows_and_lists_bad_ones_by_row_and_field(app, client, auth, tmp_path):
+    admin = auth.admin
+    group = create_group(client, admin, CENTRE, label="School 5")
+    path = write(tmp_path, good_and_bad_rows(group["id"]))
+
+    result = app.test_cli_runner().invoke(args=["import", str(path)])
+
+    assert result.exit_code == 1, result.output
+    assert "9 rows: 3 stored, 0 already imported, 6 failed; 1 groups created." in result.output
+    errors = read_errors(tmp_path / "day.errors.csv")
+    failed = {(int(e["row"]), e["field"]) for e in errors}
+    assert failed == {
+        (4, "total"),
+        (5, "sadd"),
+        (6, "needs.0.sector"),
+        (6, "needs.0.severity"),
+        (7, "observed_at"),
+        (8, "observed_at"),
+        (9, "group_id"),
+    }
+    messages = {(int(e["row"]), e["field"]): e["message"] for e in errors}
+    assert messages[(4, "total")] == "Must be 0 or more."
+    assert messages[(5, "sadd")] == "The breakdown adds up to 40, not the total 41."
+    assert messages[(7, "observed_at")] == "Must not be in the future."
+
+    # Stored: exactly the good rows, with their breakdown, needs and notes.
+    with app.app_context():
+        reports = db.session.execute(db.select(Report).order_by(Report.observed_at)).scalars().all()
+        assert [r.total for r in reports] == [40, 212, 180]
+        hangar = db.session.execute(
+            db.select(Group).where(Group.label == "Hangar 7 families")
+        ).scalar_one()
+        assert (hangar.site_id, reports[0].group_id) == (AIRPORT, hangar.id)
+        assert reports[0].sadd == SADD_40
+        assert reports[0].vulnerable == {"disabled": 2}
+        assert reports[0].note == "counted at the hangar door"
+        assert [(n.sector, n.severity, n.note) for n in reports[0].needs] == [
+            ("water", 4, None),
+            ("shelter", 3, "one tent for 40 people"),
+        ]
+        assert reports[2].client_id == "7d0c2a4e-8f45-4c3a-9a1d-1b2c3d4e5f02"
+    # The counting rule sees them like any other report.
+    shown = client.get(f"/api/v1/groups/{group['id']}", headers=admin).get_json()
+    assert shown["current_count"] == 180
+
+
+def test_reimporting_the_same_file_stores_nothing_new(app, client, auth, tmp_path):
+    group = create_group(client, auth.admin, CENTRE)
+    path = write(tmp_path, good_and_bad_rows(group["id"]))
+    runner = app.test_cli_runner()
+    runner.invoke(args=["import", str(path)])
+    counts = [count_rows(app, m) for m in (Report, ReportNeed, Group, IdempotencyRecord)]
+
+    again = runner.invoke(args=["import", str(path)])
+
+    assert "9 rows: 0 stored, 3 already imported, 6 failed; 0 groups created." in again.output
+    assert [count_rows(app, m) for m in (Report, ReportNeed, Group, IdempotencyRecord)] == counts
+
+
+def test_a_client_id_reused_for_other_content_is_an_error_row(app, client, auth, tmp_path):
+    group = create_group(client, auth.admin, CENTRE)
+    key = "7d0c2a4e-8f45-4c3a-9a1d-1b2c3d4e5f09"
+    first = {"client_id": key, "group_id": group["id"], "observed_at": hours_ago(2), "total": 50}
+    runner = app.test_cli_runner()
+    runner.invoke(args=["import", str(write(tmp_path, [first]))])
+
+    changed = dict(first, total=51)
+    twice_in_one_file = [changed, dict(changed)]
+    result = runner.invoke(args=["import", str(write(tmp_path, twice_in_one_file, "b.csv"))])
+
+    assert "2 rows: 0 stored, 0 already imported, 2 failed" in result.output
+    errors = read_errors(tmp_path / "b.errors.csv")
+    assert [(e["row"], e["field"]) for e in errors] == [("2", "client_id"), ("3", "client_id")]
+    assert "already used for a different report" in errors[0]["message"]
+    assert count_rows(app, Report) == 1
+
+
+def test_a_row_twice_in_one_file_is_stored_once(app, client, auth, tmp_path):
+    group = create_group(client, auth.admin, CENTRE)
+    row = {"group_id": group["id"], "observed_at": hours_ago(2), "total": 50}
+    result = app.test_cli_runner().invoke(
+        args=["import", str(write(tmp_path, [row, dict(row), dict(row, total=51)]))]
+    )
+    assert "3 rows: 2 stored, 1 already imported, 0 failed" in result.output
+    assert result.exit_code == 0
+    assert not (tmp_path / "day.errors.csv").exists()
+
+
+def test_import_shows_progress_and_runs_as_a_system_token(app, client, auth, tmp_path):
+    group = create_group(client, auth.admin, CENTRE)
+    rows = [
+        {"group_id": group["id"], "observed_at": hours_ago(5 - i / 1000), "total": i}
+        for i in range(2500)
+    ]
+    path = write(tmp_path, rows, "big.csv")
+
+    result = app.test_cli_runner().invoke(args=["import", str(path)])
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "Importing big.csv: 2,500"
+    assert "  2,000 of 2,500 (80%)" in lines
+    assert "  2,500 of 2,500 (100%)" in lines
+    with app.app_context():
+        token = db.session.execute(
+            db.select(ApiToken).where(ApiToken.name == IMPORT_TOKEN_NAME)
+        ).scalar_one()
+        # An unusable secret: no bearer token hashes to something that is not hex.
+        assert len(token.secret_hash) != len(hash_token("x")) or not all(
+            c in "0123456789abcdef" for c in token.secret_hash
+        )
+        owners = set(db.session.execute(db.select(Report.token_id)).scalars())
+        assert owners == {token.id}
+    imports = [e for e in audit_events(app) if e["action"] == "reports.import"]
+    assert len(imports) == 1
+    assert imports[0]["after"] == {
+        "file": "big.csv",
+        "rows": 2500,
+        "stored": 2500,
+        "already_imported": 0,
+        "failed": 0,
+        "groups_created": 0,
+    }
+    assert not any(e["action"] == "report.create" for e in audit_events(app))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "The file is empty."),
+        (b"group_id,total\n", "missing column(s): observed_at"),
+        (b"group_label,observed_at,total\n", "missing column(s): site_id"),
+        (b"group_id,observed_at,total,colour\n", "unknown column(s): colour"),
+        ("group_id,observed_at,total,note\nx,y,1,caf\u00e9\n".encode("latin-1"), "not UTF-8"),
+        ("group_id,observed_at,total\n".encode("utf-16"), "UTF-16"),
+    ],
+)
+def test_a_file_that_cannot_be_read_stores_nothing(app, tmp_path, content, message):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    result = app.test_cli_runner().invoke(args=["import", str(path)])
+    assert result.exit_code != 0
+    assert message in result.output
+    assert count_rows(app, Report) == 0
+
+
+def test_spreadsheet_exports_are_read_bom_semicolons_and_blank_rows(app, client, auth, tmp_path):
+    group = create_group(client, auth.admin, CENTRE)
+    text = f"\ufeffGroup_ID;observed_at;total;needs\n{group['id']};{hours_ago(1)};12;water:3\n;;;\n"
+    path = tmp_path / "excel.csv"
+    path.write_text(text, encoding="utf-8")
+    result = app.test_cli_runner().invoke(args=["import", str(path)])
+    assert "1 rows: 1 stored" in result.output, result.output
+
+
+# --- the API upload -----------------------------------------------------------------------
+
+
+def upload(client, headers, text: str | bytes, name: str = "day.csv"):
+    data = text.encode() if isinstance(text, str) else text
+    return client.post(
+        "/api/v1/reports/import",
+        data={"file": (io.BytesIO(data), name)},
+        headers=headers,
+        content_type="multipart/form-data",
+    )
+
+
+def test_admin_upload_answers_with_a_result_per_row_and_stores_once(app, client, auth):
+    admin = auth.admin
+    group = create_group(client, admin, CENTRE)
+    text = csv_text(good_and_bad_rows(group["id"]))
+
+    first = upload(client, admin, text)
+    again = upload(client, admin, text)
+
+    assert first.status_code == 200, first.get_json()
+    body = first.get_json()
+    assert {k: body[k] for k in ("file", "rows", "stored", "already_imported", "failed")} == {
+        "file": "day.csv",
+        "rows": 9,
+        "stored": 3,
+        "already_imported": 0,
+        "failed": 6,
+    }
+    assert body["groups_created"] == 1
+    assert {(e["row"], e["field"]) for e in body["errors"]} >= {(4, "total"), (9, "group_id")}
+    assert body["errors_truncated"] is False
+    assert (again.get_json()["stored"], again.get_json()["already_imported"]) == (0, 3)
+    assert count_rows(app, Report) == 3
+
+
+def test_an_imported_report_resent_through_the_api_gets_the_stored_answer(app, client, auth):
+    headers = auth.admin
+    group = create_group(client, headers, CENTRE)
+    key = "7d0c2a4e-8f45-4c3a-9a1d-1b2c3d4e5f10"
+    row = {
+        "client_id": key,
+        "group_id": group["id"],
+        "observed_at": "2023-09-26T14:30:00+04:00",
+        "total": 40,
+        **SADD_40,
+        "pregnant_lactating": 3,
+        "needs": "water:4:one tank",
+        "note": "hangar",
+    }
+    assert upload(client, headers, csv_text([row])).get_json()["stored"] == 1
+
+    resent = client.post(
+        "/api/v1/reports",
+        json={
+            "client_id": key,
+            "group_id": group["id"],
+            "observed_at": "2023-09-26T14:30:00+04:00",
+            "total": 40,
+            "sadd": SADD_40,
+            "vulnerable": {"pregnant_lactating": 3},
+            "needs": [{"sector": "water", "severity": 4, "note": "one tank"}],
+            "note": "hangar",
+        },
+        headers=headers,
+    )
+
+    assert resent.status_code == 201, resent.get_json()
+    assert resent.headers["Idempotent-Replayed"] == "true"
+    assert count_rows(app, Report) == 1
+    # The replayed answer is exactly the report as the API shows it.
+    from service.api.reports import ReportOut
+
+    with app.app_context():
+        report = db.session.execute(db.select(Report)).scalar_one()
+        assert resent.get_json() == ReportOut().dump(report)
+
+
+@pytest.mark.parametrize("role", ["coordinator", "reader"])
+def test_only_admins_may_upload(client, auth, role):
+    headers = auth.headers(role, CENTRE) if role == "coordinator" else auth.headers(role)
+    assert_problem(upload(client, headers, "group_id,observed_at,total\n"), 403)
+
+
+def test_upload_problems_are_4xx_never_500(make_app):
+    app = make_app(MAX_IMPORT_BYTES=2000)
+    client = app.test_client()
+    from tests.conftest import Auth
+
+    admin = Auth(app).admin
+    missing = assert_problem(upload(client, admin, "group_label,total\n"), 422)
+    assert {e["field"] for e in missing["errors"]} == {"observed_at", "site_id"}
+    assert "observed_at" in missing["detail"]
+    assert_problem(upload(client, admin, b""), 422)
+    assert "UTF-8" in assert_problem(upload(client, admin, b"group_id,\xff\xfe\n"), 422)["detail"]
+    big = "group_id,observed_at,total\n" + "x,y,1\n" * 1000
+    assert "MAX_IMPORT_BYTES" in assert_problem(upload(client, admin, big), 413)["detail"]
+    no_file = client.post(
+        "/api/v1/reports/import",
+        data={"other": "x"},
+        headers=admin,
+        content_type="multipart/form-data",
+    )
+    assert_problem(no_file, 422, "file")
+    assert_problem(client.post("/api/v1/reports/import", json={"reports": []}, headers=admin), 415)
+    as_body = client.post(
+        "/api/v1/reports/import",
+        data="group_id,observed_at,total\n",
+        headers={**admin, "Content-Type": "text/csv"},
+    )
+    assert as_body.status_code == 200
+    assert as_body.get_json()["rows"] == 0
+
+
+# --- the same rules as the API ------------------------------------------------------------
+
+CASES = [
+    ({"total": 10}, {}),
+    ({"total": -1}, {}),
+    ({"total": 1_000_001}, {}),
+    ({"total": 40, "sadd": SADD_40}, {}),
+    ({"total": 41, "sadd": SADD_40}, {}),
+    ({"total": 40, "sadd": {k: v for k, v in SADD_40.items() if k != "male_0_4"}}, {}),
+    ({"total": 5, "vulnerable": {"injured": 6}}, {}),
+    ({"total": 5, "vulnerable": {"disabled": 5, "chronically_ill": 0}}, {}),
+    ({"total": 5, "needs": [{"sector": "fuel", "severity": 5}]}, {}),
+    ({"total": 5, "needs": [{"sector": "fuel", "severity": 0}]}, {}),
+    ({"total": 5, "needs": [{"sector": "blankets", "severity": 3}]}, {}),
+    ({"total": 5, "needs": [{"sector": "food", "severity": 3, "note": "x" * 1001}]}, {}),
+    ({"total": 5, "note": "x" * 2000}, {}),
+    ({"total": 5, "note": "x" * 2001}, {}),
+    ({"total": 5, "note": "bell\x07"}, {}),
+    ({"total": 5}, {"observed_at": "2023-09-26T14:30:00"}),
+    ({"total": 5}, {"observed_at": "0023-09-26T14:30:00+04:00"}),
+    ({"total": 5}, {"observed_at": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}),
+    ({"total": 5}, {"observed_at": "yesterday"}),
+]
+
+
+def as_cells(body: dict) -> dict[str, object]:
+    cells: dict[str, object] = {k: v for k, v in body.items() if k not in ("sadd", "vulnerable")}
+    cells.update(body.get("sadd") or {})
+    cells.update(body.get("vulnerable") or {})
+    if "needs" in body:
+        cells["needs"] = ";".join(
+            ":".join(str(p) for p in (n["sector"], n["severity"], n.get("note")) if p is not None)
+            for n in body["needs"]
+        )
+    return cells
+
+
+@pytest.mark.parametrize(("fields", "overrides"), CASES)
+def test_a_row_passes_exactly_when_the_api_would_take_the_report(
+    app, client, auth, fields, overrides
+):
+    admin = auth.admin
+    group = create_group(client, admin, CENTRE)
+    body = {"group_id": group["id"], "observed_at": hours_ago(1), **fields, **overrides}
+    api = client.post("/api/v1/reports/batch", json={"reports": [body]}, headers=admin)
+    item = api.get_json()["results"][0]
+    api_fields = {e["field"] for e in (item.get("problem") or {}).get("errors", [])}
+
+    imported = upload(client, admin, csv_text([as_cells(body)])).get_json()
+    import_fields = {e["field"] for e in imported["errors"]}
+
+    assert (item["status"] == 201) == (imported["stored"] == 1), (item, imported)
+    assert import_fields == api_fields
+
+
+def test_two_counts_at_the_same_moment_the_later_row_counts(app, client, auth, tmp_path):
+    """Ties in observed_at go to the report received last: the later row of the file."""
+    group = create_group(client, auth.admin, CENTRE)
+    moment = hours_ago(1)
+    rows = [
+        {"group_id": group["id"], "observed_at": moment, "total": total, "note": f"count {n}"}
+        for n, total in enumerate([300, 310, 290])
+    ]
+    app.test_cli_runner().invoke(args=["import", str(write(tmp_path, rows))])
+    shown = client.get(f"/api/v1/groups/{group['id']}", headers=auth.admin).get_json()
+    assert shown["current_count"] == 290
+
+
+def test_an_import_stopped_halfway_keeps_whole_chunks_and_says_so(app, client, auth, monkeypatch):
+    from service.domain import imports
+
+    group = create_group(client, auth.admin, CENTRE)
+    rows = [
+        (n + 2, {"group_id": group["id"], "observed_at": hours_ago(5 - n / 10), "total": str(n)})
+        for n in range(5)
+    ]
+    writer = imports._postgres if on_services() else imports._generic
+    original = type(writer).store
+    calls: list[int] = []
+
+    def failing(self, *args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("the database went away")
+        return original(self, *args)
+
+    monkeypatch.setattr(type(writer), "store", failing)
+    with app.app_context():
+        importer = imports.Importer(imports.system_caller("test"), "x.csv", chunk_size=2)
+        with pytest.raises(RuntimeError):
+            importer.feed(rows)
+
+    assert count_rows(app, Report) == 2  # the first chunk, whole; nothing of the second
+    event = [e for e in audit_events(app) if e["action"] == "reports.import"][-1]
+    assert event["after"]["interrupted"] is True
+    assert event["after"]["stored"] == 2
