@@ -8,6 +8,7 @@ DATABASE_URL (a plain `postgresql://` URL is fine) and CELERY_BROKER_URL (Redis)
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,14 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
     if not value > 0:
         raise ValueError(f"{name} must be more than 0, got {raw!r}")
     return value
+
+
+def _base_url(raw: str) -> str:
+    """An http(s) URL with nothing that could break out of an email header."""
+    url = raw.strip().rstrip("/")
+    if not re.fullmatch(r"https?://[^\s\x00-\x1f\x7f<>\"]+", url):
+        raise ValueError(f"PUBLIC_BASE_URL must be an http:// or https:// URL, got {raw!r}")
+    return url
 
 
 def database_url(raw: str) -> str:
@@ -107,15 +116,40 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "SMTP_PASSWORD": env.get("SMTP_PASSWORD") or None,
         "SMTP_STARTTLS": _bool(env.get("SMTP_STARTTLS")),
         "MAIL_FROM": env.get("MAIL_FROM") or "needs-tracker@localhost",
+        # Seconds an SMTP connect, command or reply may take before the attempt is retried.
+        "SMTP_TIMEOUT_SECONDS": _int(env, "SMTP_TIMEOUT_SECONDS", 20),
+        # A delivery that met a temporary SMTP failure is tried again after this many
+        # seconds times 2^(attempts so far): 2, 4, 8, 16, 32 minutes, six tries in an hour.
+        "DELIVERY_RETRY_SECONDS": _int(env, "DELIVERY_RETRY_SECONDS", 60),
         # SPHERE_WATER_LITRES_PER_PERSON_PER_DAY=20 etc. adapt a standard to the context.
         "SPHERE": {
             name: _float(env, f"SPHERE_{name.upper()}", default)
             for name, default in SPHERE_DEFAULTS.items()
         },
+        # The largest CSV accepted by POST /api/v1/reports/import and the dashboard's
+        # upload (larger gets 413). 8 MiB is about 80,000 rows.
+        "MAX_IMPORT_BYTES": _int(env, "MAX_IMPORT_BYTES", 8 * 1024 * 1024),
+        # The dashboard's sign-in cookie: never readable by scripts, not sent on cross-site
+        # requests; Secure (HTTPS only) wherever the service is behind TLS.
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": _bool(env.get("SESSION_COOKIE_SECURE")),
+        # How often the dashboard's overview reloads itself.
+        "DASHBOARD_REFRESH_SECONDS": _int(env, "DASHBOARD_REFRESH_SECONDS", 60),
         "LOG_LEVEL": env.get("LOG_LEVEL") or "INFO",
         "PORT": _int(env, "PORT", 8000),
     }
-    for name in ("SUMMARY_INTERVAL_MINUTES", "STALE_AFTER_HOURS", "SCHEDULER_TICK_SECONDS"):
+    # Where recipients reach the service: the links in emails (summary, unsubscribe).
+    config["PUBLIC_BASE_URL"] = _base_url(
+        env.get("PUBLIC_BASE_URL") or f"http://127.0.0.1:{config['PORT']}"
+    )
+    for name in (
+        "SUMMARY_INTERVAL_MINUTES",
+        "STALE_AFTER_HOURS",
+        "SCHEDULER_TICK_SECONDS",
+        "SMTP_TIMEOUT_SECONDS",
+        "DELIVERY_RETRY_SECONDS",
+    ):
         if config[name] < 1:
             raise ValueError(f"{name} must be at least 1, got {config[name]}")
     config.update(overrides)

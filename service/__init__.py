@@ -18,7 +18,7 @@ from service.auth import authenticate
 from service.celery_app import celery_init_app
 from service.cli import register_commands
 from service.errors import register_error_handlers
-from service.extensions import db, migrate
+from service.extensions import csrf, db, migrate
 from service.logs import configure_logging
 from service.openapi import Api
 
@@ -65,7 +65,24 @@ def register_extensions(app: Flask) -> None:
     )
     api = Api(app)
     register_blueprints(api)
+    register_dashboard(app)
     celery_init_app(app)
+
+
+# Browser forms carry a CSRF token. These take none, and must not: the API authenticates
+# every call with a bearer token (it reads no cookie), health checks are GETs, and the
+# unsubscribe link carries its own signed token (mail clients POST it, RFC 8058).
+CSRF_EXEMPT_BLUEPRINTS = ("health", "unsubscribe")
+
+
+def register_dashboard(app: Flask) -> None:
+    from service.dashboard import blp as dashboard
+
+    app.register_blueprint(dashboard)
+    csrf.init_app(app)
+    for name, blueprint in app.blueprints.items():
+        if (blueprint.url_prefix or "").startswith("/api/v1") or name in CSRF_EXEMPT_BLUEPRINTS:
+            csrf.exempt(blueprint)
 
 
 def _tune_sqlite(engine: Any) -> None:

@@ -23,6 +23,7 @@ from service.domain.sites import seed_sites
 from service.extensions import db
 from service.models import Role, Site
 from tests.backends import REDIS_URL, empty_database, on_services
+from tests.smtp import SmtpServer
 
 
 def pytest_report_header() -> str:
@@ -184,3 +185,11 @@ def celery_worker(app: Flask) -> Iterator[Any]:
     with start_worker(celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=30) as w:
         yield w
 
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    """A real SMTP server (aiosmtpd) on a free loopback port; `stop()` and `start()` it to
+    take SMTP down and bring it back, `refuse(address, "550 ...")` to reject a recipient."""
+    server = SmtpServer().start()
+    yield server
+    server.stop()

@@ -6,8 +6,19 @@ from flask_smorest import Api
 
 
 def register_blueprints(api: Api) -> None:
-    from service.api import groups, health, reports, sites, summaries
+    from service.api import (
+        groups,
+        health,
+        imports,
+        reports,
+        sites,
+        subscriptions,
+        summaries,
+        unsubscribe,
+    )
 
-    for module in (sites, groups, reports, summaries):
+    for module in (sites, groups, reports, imports, summaries, subscriptions):
         api.register_blueprint(module.blp)
     api._app.register_blueprint(health.blp)
+    # Outside /api/v1: the link in emails, opened by recipients without a token.
+    api._app.register_blueprint(unsubscribe.blp)
