@@ -9,7 +9,6 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from service.serve import web_command
 from tests.backends import REDIS_URL, on_services
 from tests.conftest import QUEUE
 
@@ -71,20 +71,7 @@ def live_server(database_url: str, instance: Path) -> Iterator[str]:
     instance.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                "1",
-                "--threads",
-                "4",
-                "--control-socket",
-                str(instance / "gunicorn.ctl"),
-                "service.wsgi:app",
-            ],
+            web_command(port, str(instance)),  # what `needs-tracker serve` runs
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
