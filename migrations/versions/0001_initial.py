@@ -158,7 +158,6 @@ def upgrade():
     sa.Column('fingerprint', sa.String(length=64), nullable=False),
     sa.Column('claimed_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('response_status', sa.Integer(), nullable=True),
-    sa.Column('response_body', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
     sa.Column('report_id', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['report_id'], ['reports.id'], name=op.f('fk_idempotency_records_report_id_reports')),
     sa.ForeignKeyConstraint(['token_id'], ['api_tokens.id'], name=op.f('fk_idempotency_records_token_id_api_tokens')),

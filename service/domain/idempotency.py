@@ -1,10 +1,12 @@
 """Idempotency keys, after the IETF draft "The Idempotency-Key HTTP Header Field".
 
 A key is scoped to the caller's token. The first request claims it (a committed row,
-so a simultaneous resend sees it); the answer is stored in the same transaction as
-the report it describes, so "stored" and "answered" can never disagree. A resend
-gets the stored answer; the same key with another body is 422; a resend while the
-first is still in flight is 409. A claim whose request died is taken over after
+so a simultaneous resend sees it); the answer (its status and the report it stored) is
+recorded in the same transaction as the report, so "stored" and "answered" can never
+disagree. A resend gets the same answer, rendered again from that report
+(reports are append-only, so it renders as it did the first time; the CSV import
+records claims the same way); the same key with another body is 422; a resend while
+the first is still in flight is 409. A claim whose request died is taken over after
 IDEMPOTENCY_LOCK_SECONDS.
 """
 
@@ -28,14 +30,19 @@ from service.types import utcnow
 
 @dataclass(frozen=True)
 class Replay:
-    """The stored answer to the first request with this key."""
+    """The answer to the first request with this key: its status and the report it stored."""
 
     status: int
-    body: dict[str, Any]
+    report_id: int
+
+
+# What json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str) builds
+# for every call, built once (the CSV import fingerprints every row).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
 
 
 def fingerprint(payload: dict[str, Any]) -> str:
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    canonical = _CANONICAL.encode(payload)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -61,7 +68,7 @@ def claim(token_id: int, key: str, print_: str) -> IdempotencyRecord | Replay:
             title="Idempotency key reused",
         )
     if existing.response_status is not None:
-        return Replay(existing.response_status, existing.response_body or {})
+        return Replay(existing.response_status, existing.report_id)
     if _take_over_abandoned(existing):
         return existing
     raise Problem(
@@ -93,10 +100,9 @@ def _take_over_abandoned(record: IdempotencyRecord) -> bool:
     return taken == 1
 
 
-def complete(record: IdempotencyRecord, status: int, body: dict[str, Any], report_id: int) -> None:
-    """Store the answer; commits with the caller's transaction (and so with the report)."""
+def complete(record: IdempotencyRecord, status: int, report_id: int) -> None:
+    """Record the answer; commits with the caller's transaction (and so with the report)."""
     record.response_status = status
-    record.response_body = body
     record.report_id = report_id
 
 

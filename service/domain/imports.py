@@ -9,14 +9,19 @@ set-based, a chunk at a time, each chunk in one transaction:
 1. the idempotency keys already claimed by this token are looked up: the same key with
    the same content is "already imported", with other content it is an error row;
 2. groups named by `group_label` + `site_id` are found, or created once per import;
-3. the reports (and their needs) are inserted for the new keys, RETURNING their ids;
-4. the keys are claimed with INSERT ... ON CONFLICT DO NOTHING ... RETURNING, each claim
-   carrying its report and the answer `POST /api/v1/reports` would replay. A key that
-   another writer claimed since step 1 is not returned: the unique constraint decided,
-   and this chunk's report for it is deleted again before the transaction commits, so
-   it is never seen, let alone counted twice. (Claiming first and linking the claims to
-   their reports afterwards would write every claim twice: an UPDATE per row that
-   halves the import's speed, for a race that almost never happens.)
+3. the reports (and their needs) are inserted for the new keys;
+4. the keys are claimed, each claim naming its report (a resend through the API renders
+   its answer from that report, as the first answer was). On PostgreSQL the chunk's
+   report ids come from the sequence up front and the reports, needs and claims are
+   COPYed in under a savepoint; if another writer claimed one of the keys since step 1,
+   the unique constraint refuses the claims, the savepoint undoes the chunk, and it is
+   stored again with INSERT ... ON CONFLICT DO NOTHING ... RETURNING. There (and on
+   SQLite) a key claimed by another writer is not returned: the unique constraint
+   decided, and this chunk's report for it is deleted again before the transaction
+   commits, so it is never seen, let alone counted twice.
+
+Rows are read and checked one chunk ahead, in a thread, while the previous chunk is in
+the database.
 
 A row's key is its `client_id` (as in a batch), or a key derived from the row's
 content, so importing the same file again stores nothing new.
@@ -28,16 +33,19 @@ import codecs
 import csv
 import io
 import json
+import queue
 import re
 import secrets
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from flask import current_app
 from marshmallow import ValidationError
-from sqlalchemy import JSON, bindparam, cast, func, select, text
+from sqlalchemy import select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from service import audit
@@ -516,32 +524,69 @@ def _insert(table: Any) -> Any:
     return dialect.insert(table)
 
 
-def report_body(
-    report_id: int | None, row: Row, group_id: uuid.UUID, site_id: str, received_at: datetime
-) -> dict[str, Any]:
-    """What `POST /api/v1/reports` answers for this report (ReportOut), replayed on a resend."""
-    data = row.data
-    sadd = data.get("sadd")
-    return {
-        "id": report_id,
-        "group_id": str(group_id),
-        "site_id": site_id,
-        "observed_at": data["observed_at"].astimezone(UTC).isoformat(),
-        "received_at": received_at.astimezone(UTC).isoformat(),
-        "total": data["total"],
-        "sadd": dict(sadd) if sadd else None,
-        "vulnerable": dict(data["vulnerable"]) if data.get("vulnerable") else None,
-        "needs": [
-            {"sector": n["sector"], "severity": n["severity"], "note": n.get("note")}
-            for n in data.get("needs", ())
-        ],
-        "note": data.get("note"),
-        "supersedes": None,
-        "client_id": row.key,
-    }
-
-
 Checked = tuple[int, "Row | list[tuple[str, str]]", "str | None"]
+
+
+def _checked_chunks(
+    rows: Iterable[tuple[int, dict[str, str]]], size: int
+) -> Iterator[list[Checked]]:
+    chunk: list[Checked] = []
+    now = datetime.now(UTC)
+    for number, cells in rows:
+        client_id = (cells.get("client_id") or "").strip() or None
+        chunk.append((number, parse_row(number, cells, now), client_id))
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+            now = datetime.now(UTC)
+    if chunk:
+        yield chunk
+
+
+_DONE = object()
+
+
+def _checked_ahead(
+    rows: Iterable[tuple[int, dict[str, str]]], size: int
+) -> Iterator[list[Checked]]:
+    """`_checked_chunks`, one chunk ahead in a thread (errors are raised here, in order)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    ready: queue.Queue[Any] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def check() -> None:
+        try:
+            with app.app_context():
+                for chunk in _checked_chunks(rows, size):
+                    if not put(chunk):
+                        return
+        except BaseException as exc:  # noqa: BLE001 - handed to the importing thread
+            put(exc)
+        else:
+            put(_DONE)
+
+    worker = threading.Thread(target=check, name="import-check", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 class Importer:
@@ -565,16 +610,9 @@ class Importer:
     # -- driving ---------------------------------------------------------------------
 
     def feed(self, rows: Iterable[tuple[int, dict[str, str]]]) -> None:
-        chunk: list[Checked] = []
-        now = datetime.now(UTC)
-        for number, cells in rows:
-            client_id = (cells.get("client_id") or "").strip() or None
-            chunk.append((number, parse_row(number, cells, now), client_id))
-            if len(chunk) >= self.chunk_size:
-                self._chunk(chunk)
-                chunk = []
-                now = datetime.now(UTC)
-        if chunk:
+        # The next chunk is read and checked (plain Python, in a thread) while this one
+        # is in the database: the driver lets go of the interpreter while it waits.
+        for chunk in _checked_ahead(rows, self.chunk_size):
             self._chunk(chunk)
 
     def finish(self) -> ImportResult:
@@ -656,13 +694,7 @@ class Importer:
 
     def _claims(self, keys: list[str]) -> dict[str, tuple[str, int | None]]:
         writer = _postgres if db.engine.dialect.name == "postgresql" else _generic
-        found = db.session.execute(
-            select(_claims.c.key, _claims.c.fingerprint, _claims.c.response_status).where(
-                _claims.c.token_id == self.caller.token_id,
-                writer.keys_claimed(self.caller.token_id, keys),
-            )
-        )
-        return {key: (fingerprint, status) for key, fingerprint, status in found}
+        return writer.claims(self.caller.token_id, keys)
 
     def _settle(self, row: Row, existing: tuple[str, int | None]) -> None:
         fingerprint, status = existing
@@ -821,7 +853,6 @@ class _GenericWriter:
                     "key": row.key,
                     "fingerprint": row.fingerprint,
                     "report_id": report_ids[row.key],
-                    "body": report_body(report_ids[row.key], row, gid, site, received_at),
                 }
                 for row, gid, site in placed
             ],
@@ -829,8 +860,14 @@ class _GenericWriter:
         )
         return report_ids, claimed
 
-    def keys_claimed(self, token_id: int | None, keys: list[str]) -> Any:
-        return _claims.c.key.in_(keys)
+    def claims(self, token_id: int | None, keys: list[str]) -> dict[str, tuple[str, int | None]]:
+        """The keys already claimed by this token: (fingerprint, response status) each."""
+        found = db.session.execute(
+            select(_claims.c.key, _claims.c.fingerprint, _claims.c.response_status).where(
+                _claims.c.token_id == token_id, _claims.c.key.in_(keys)
+            )
+        )
+        return {key: (fingerprint, status) for key, fingerprint, status in found}
 
     def claim(
         self, token_id: int | None, claims: list[dict[str, Any]], claimed_at: datetime
@@ -847,7 +884,6 @@ class _GenericWriter:
                     "claimed_at": claimed_at,
                     "report_id": claim["report_id"],
                     "response_status": 201,
-                    "response_body": claim["body"],
                 }
                 for claim in claims
             ],
@@ -894,15 +930,117 @@ def _recordset(columns: Iterable[tuple[str, str]]) -> str:
     return ", ".join(f"{name} {kind}" for name, kind in columns)
 
 
+def _copy_text(value: str | None) -> str:
+    """A text value in COPY's text format (tabs, newlines and backslashes escaped)."""
+    if value is None:
+        return "\\N"
+    return (
+        value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    )
+
+
+def _copy_int(value: int | None) -> str:
+    return "\\N" if value is None else str(value)
+
+
+_CLAIMS_UNIQUE = "uq_idempotency_records_token_key"
+_COPY_REPORTS = (
+    "COPY reports (id, group_id, site_id, observed_at, received_at, total, "
+    + ", ".join((*SADD_KEYS, *VULNERABLE_KEYS))
+    + ", note, client_id, token_id) FROM STDIN"
+)
+_COPY_NEEDS = "COPY report_needs (report_id, sector, severity, note) FROM STDIN"
+_COPY_CLAIMS = (
+    "COPY idempotency_records (token_id, key, fingerprint, claimed_at, report_id, "
+    "response_status) FROM STDIN"
+)
+
+
 class _PostgresWriter(_GenericWriter):
-    """The same writes on PostgreSQL as ONE statement per chunk: the rows travel as one
-    JSON parameter (encoded in C), not as thousands of bound values the driver would
-    have to build and parse, and data-modifying CTEs insert the reports, their needs and
-    the claims (each claim's answer completed with its report's id) in one round trip."""
+    """The same writes on PostgreSQL with COPY, straight into the tables (every index,
+    check constraint and foreign key applies to COPY as to INSERT).
+
+    The chunk's report ids are taken from the reports' sequence first, in the order of
+    the file (the id is the order of receipt, the counting rule's tie-breaker), so the
+    reports, their needs and the claims naming them are three COPYs with nothing to
+    read back. The claims are plain inserts under a savepoint: when another writer has
+    claimed one of the keys since our look-up, the unique constraint refuses the COPY,
+    the savepoint undoes the chunk's reports with it, and the chunk is stored again the
+    careful way (`store_racing`), where the constraint decides key by key."""
 
     def store(
         self, token_id: int | None, received_at: datetime, placed: list[Placed]
     ) -> tuple[dict[str, int], set[str]]:
+        import psycopg.errors
+
+        connection = db.session.connection()
+        report_ids = sorted(
+            connection.execute(
+                text("SELECT nextval('reports_id_seq') FROM generate_series(1, :n)"),
+                {"n": len(placed)},
+            ).scalars()
+        )
+        reports: list[str] = []
+        needs: list[str] = []
+        claims: list[str] = []
+        token = _copy_int(token_id)
+        received = received_at.isoformat()
+        ids: dict[str, int] = {}
+        for (row, gid, site), report_id in zip(placed, report_ids, strict=True):
+            data = row.data
+            sadd = data.get("sadd") or {}
+            vulnerable = data.get("vulnerable") or {}
+            ids[row.key] = report_id
+            rid = str(report_id)
+            key = _copy_text(row.key)
+            reports.append(
+                "\t".join(
+                    (
+                        rid,
+                        str(gid),
+                        _copy_text(site),
+                        data["observed_at"].isoformat(),
+                        received,
+                        str(data["total"]),
+                        *[_copy_int(sadd.get(k)) for k in SADD_KEYS],
+                        *[_copy_int(vulnerable.get(k)) for k in VULNERABLE_KEYS],
+                        _copy_text(data.get("note")),
+                        key,
+                        token,
+                    )
+                )
+            )
+            for need in data.get("needs", ()):
+                needs.append(
+                    f"{rid}\t{_copy_text(need['sector'])}\t{need['severity']}\t"
+                    f"{_copy_text(need.get('note'))}"
+                )
+            claims.append(f"{token}\t{key}\t{row.fingerprint}\t{received}\t{rid}\t201")
+        cursor = connection.connection.driver_connection.cursor()
+        try:
+            with db.session.begin_nested():
+                for statement, lines in (
+                    (_COPY_REPORTS, reports),
+                    (_COPY_NEEDS, needs),
+                    (_COPY_CLAIMS, claims),
+                ):
+                    if lines:
+                        with cursor.copy(statement) as copy:
+                            copy.write("\n".join(lines) + "\n")
+        except psycopg.errors.UniqueViolation as exc:
+            if exc.diag.constraint_name != _CLAIMS_UNIQUE:
+                raise
+            return self.store_racing(token_id, received_at, placed)
+        finally:
+            cursor.close()
+        return ids, set(ids)
+
+    def store_racing(
+        self, token_id: int | None, received_at: datetime, placed: list[Placed]
+    ) -> tuple[dict[str, int], set[str]]:
+        """One statement for the chunk: the rows travel as one JSON parameter, and
+        data-modifying CTEs insert the reports, their needs and the claims, ON CONFLICT
+        DO NOTHING, saying which keys this chunk claimed."""
         rows = []
         needs = []
         for row, gid, site in placed:
@@ -912,7 +1050,6 @@ class _PostgresWriter(_GenericWriter):
             values["observed_at"] = row.data["observed_at"].isoformat()
             del values["received_at"], values["token_id"], values["supersedes_id"]
             values["fingerprint"] = row.fingerprint
-            values["body"] = report_body(None, row, gid, site, received_at)
             rows.append(values)
             for need in row.data.get("needs", ()):
                 needs.append(
@@ -924,7 +1061,7 @@ class _PostgresWriter(_GenericWriter):
                     }
                 )
         names = ", ".join(name for name, _ in _REPORT_COLUMNS)
-        recordset = [*_REPORT_COLUMNS, ("fingerprint", "text"), ("body", "jsonb")]
+        recordset = [*_REPORT_COLUMNS, ("fingerprint", "text")]
         columns = _recordset(recordset)
         column_names = ", ".join(name for name, _ in recordset)
         result = db.session.execute(
@@ -942,9 +1079,9 @@ class _PostgresWriter(_GenericWriter):
                 "note text)) WITH ORDINALITY AS x(client_id, sector, severity, note, ord) "
                 "JOIN r USING (client_id) ORDER BY x.ord), "
                 "c AS (INSERT INTO idempotency_records (token_id, key, fingerprint, claimed_at, "
-                "report_id, response_status, response_body) "
-                "SELECT :token_id, u.client_id, u.fingerprint, :received_at, r.id, 201, "
-                "u.body || jsonb_build_object('id', r.id) FROM u JOIN r USING (client_id) "
+                "report_id, response_status) "
+                "SELECT :token_id, u.client_id, u.fingerprint, :received_at, r.id, 201 "
+                "FROM u JOIN r USING (client_id) "
                 "ON CONFLICT (token_id, key) DO NOTHING RETURNING key) "
                 "SELECT r.id, r.client_id, c.key IS NOT NULL FROM r LEFT JOIN c "
                 "ON c.key = r.client_id"
@@ -964,10 +1101,20 @@ class _PostgresWriter(_GenericWriter):
                 claimed.add(key)
         return report_ids, claimed
 
-    def keys_claimed(self, token_id: int | None, keys: list[str]) -> Any:
-        return _claims.c.key.in_(
-            select(func.json_array_elements_text(cast(bindparam("keys", json.dumps(keys)), JSON)))
+    def claims(self, token_id: int | None, keys: list[str]) -> dict[str, tuple[str, int | None]]:
+        # One probe of the unique index per key, whatever the planner's statistics say
+        # (a table grown by this very import looks tiny to it, and a join would scan
+        # every claim of the token for each chunk).
+        found = db.session.execute(
+            text(
+                "SELECT k.key, c.fingerprint, c.response_status "
+                "FROM unnest(CAST(:keys AS text[])) AS k(key) CROSS JOIN LATERAL ("
+                "SELECT fingerprint, response_status FROM idempotency_records c "
+                "WHERE c.token_id = :token_id AND c.key = k.key LIMIT 1) AS c"
+            ),
+            {"keys": keys, "token_id": token_id},
         )
+        return {key: (fingerprint, status) for key, fingerprint, status in found}
 
     def claim(
         self, token_id: int | None, claims: list[dict[str, Any]], claimed_at: datetime
@@ -975,10 +1122,10 @@ class _PostgresWriter(_GenericWriter):
         rows = db.session.execute(
             text(
                 "INSERT INTO idempotency_records (token_id, key, fingerprint, claimed_at, "
-                "report_id, response_status, response_body) "
-                "SELECT :token_id, u.key, u.fingerprint, :claimed_at, u.report_id, 201, u.body "
+                "report_id, response_status) "
+                "SELECT :token_id, u.key, u.fingerprint, :claimed_at, u.report_id, 201 "
                 "FROM json_to_recordset(CAST(:rows AS json)) "
-                "AS u(key text, fingerprint text, report_id integer, body jsonb) "
+                "AS u(key text, fingerprint text, report_id integer) "
                 "ON CONFLICT (token_id, key) DO NOTHING RETURNING key"
             ),
             {"token_id": token_id, "claimed_at": claimed_at, "rows": _json(claims)},

@@ -75,12 +75,12 @@ def submit_report(
     if key is not None:
         claimed = idempotency.claim(caller.token_id, key, request_fingerprint(data))
         if isinstance(claimed, idempotency.Replay):
-            return Submitted(claimed.status, claimed.body, replayed=True)
+            return Submitted(claimed.status, _replayed(claimed, render), replayed=True)
     try:
         report = _store(caller, data, key)
         body = render(report)
         if claimed is not None:
-            idempotency.complete(claimed, 201, body, report.id)
+            idempotency.complete(claimed, 201, report.id)
         db.session.commit()
     except BaseException:
         if claimed is not None:
@@ -89,6 +89,11 @@ def submit_report(
             db.session.rollback()
         raise
     return Submitted(201, body)
+
+
+def _replayed(replay: idempotency.Replay, render: Render) -> dict[str, Any]:
+    """The first answer again, rendered from the report it stored (append-only, so the same)."""
+    return render(db.session.get_one(Report, replay.report_id))
 
 
 def _store(caller: Caller, data: dict[str, Any], key: str | None) -> Report:

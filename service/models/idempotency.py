@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -14,7 +13,8 @@ class IdempotencyRecord(db.Model):
     """An Idempotency-Key (or batch `client_id`) claimed by one token.
 
     The unique (token, key) pair is what decides between simultaneous resends.
-    `response_status` is NULL while the first request is still in flight.
+    `response_status` is NULL while the first request is still in flight; the answer to a
+    resend is rendered again from `report_id` (reports are append-only).
     """
 
     __tablename__ = "idempotency_records"
@@ -26,5 +26,4 @@ class IdempotencyRecord(db.Model):
     fingerprint: Mapped[str] = mapped_column(String(64))
     claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
     response_status: Mapped[int | None]
-    response_body: Mapped[dict[str, Any] | None]
     report_id: Mapped[int | None] = mapped_column(ForeignKey("reports.id"))
