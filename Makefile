@@ -51,6 +51,7 @@ format: install
 
 bench: install
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -10,7 +10,7 @@ of text columns (no checks at all; the fastest a row can go in).
 
     BENCH_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/postgres  (the default)
     BENCH_IMPORT_ROWS=100000                                          (the default)
-    BENCH_IMPORT_MIN_ROWS_PER_SECOND=20000  exits 1 below this (the issue's bar)
+    BENCH_IMPORT_MIN_ROWS_PER_SECOND=20000  the issue's bar, printed as PASS/FAIL
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,6 +29,7 @@ import psycopg
 from flask_migrate import upgrade
 from psycopg import sql
 
+from bench.data import throwaway_database
 from service import create_app
 from service.auth import OPERATOR
 from service.domain.imports import COLUMNS, CsvSource, import_csv, parse_row, system_caller
@@ -38,25 +37,10 @@ from service.domain.sites import seed_sites
 from service.extensions import db
 from service.models import NEEDS_SECTORS, SADD_KEYS, Group
 
-ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 ROWS = int(os.environ.get("BENCH_IMPORT_ROWS", "100000"))
 MINIMUM = int(os.environ.get("BENCH_IMPORT_MIN_ROWS_PER_SECOND", "20000"))
 GROUPS = 1000
 SITES = ("stepanakert-centre", "stepanakert-airport")
-
-
-@contextmanager
-def throwaway_database() -> Iterator[str]:
-    name = f"bench_import_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield ADMIN_URL.rpartition("/")[0] + "/" + name
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 def write_rows(path: Path, group_ids: list[uuid.UUID]) -> None:
@@ -155,9 +139,9 @@ def main() -> int:
     )
     print(f"  re-import   {reimport_seconds:7.2f} s  {ROWS / reimport_seconds:10,.0f} rows/s")
     print(f"  COPY (raw)  {baseline:7.2f} s  {ROWS / baseline:10,.0f} rows/s  (baseline)")
-    if rate < MINIMUM:
-        print(f"BELOW THE BAR: {rate:,.0f} rows/s < {MINIMUM:,} rows/s", file=sys.stderr)
-        return 1
+    # A verdict, not an exit status: machines are noisy (wrong results exit 1 above).
+    verdict = "PASS" if rate >= MINIMUM else "FAIL"
+    print(f"{verdict}  import at least {MINIMUM:,} rows/s: {rate:,.0f} rows/s")
     return 0
 
 
