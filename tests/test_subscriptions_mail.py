@@ -10,7 +10,6 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -20,6 +19,7 @@ from service.auth import OPERATOR
 from service.domain import deliveries, subscriptions, summaries
 from service.extensions import db
 from service.models import Delivery, DeliveryStatus
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, OUTPUT, require_chromium
 from tests.conftest import Auth
 from tests.helpers import (
     AIRPORT,
@@ -33,9 +33,6 @@ from tests.smtp import SmtpServer, accept_login, self_signed_certificate, server
 from tests.test_subscriptions import EMAIL, deliveries_of, set_watermark, subscribe
 from tests.test_summaries import post_report
 from tests.test_workers import wait_for
-
-OUTPUT = Path(__file__).resolve().parents[1] / "test-output"
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.fixture
@@ -512,11 +509,7 @@ def test_scheduled_report_with_no_summary_at_all_is_retried(make_app, smtp_serve
 
 
 def test_html_email_reads_on_a_phone_screen(app, client, auth, smtp_server, celery_worker):
-    if not CHROMIUM.exists():
-        pytest.skip(
-            f"!!! {CHROMIUM} is missing: the HTML email was NOT rendered. "
-            "Install it with `apt-get install -y chromium` (.ci/run does)."
-        )
+    require_chromium()  # skips loudly where Debian's chromium is missing; fails under CI
     from playwright.sync_api import sync_playwright
 
     admin = auth.admin
@@ -529,17 +522,7 @@ def test_html_email_reads_on_a_phone_screen(app, client, auth, smtp_server, cele
     OUTPUT.mkdir(exist_ok=True)
     screenshot = OUTPUT / "email-report-390px.png"
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             # An iPhone 12-14 screen: 390 CSS pixels wide.
             page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=1)
