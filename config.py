@@ -97,6 +97,7 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "CELERY_BROKER_URL": broker_url,
         "CELERY_QUEUE": env.get("CELERY_QUEUE") or "needs-tracker",
         "CELERY_VISIBILITY_TIMEOUT": _int(env, "CELERY_VISIBILITY_TIMEOUT", 3600),
+        "CELERY_KEY_PREFIX": env.get("CELERY_KEY_PREFIX") or "",
         "MAX_CONTENT_LENGTH": _int(env, "MAX_BODY_BYTES", 1024 * 1024),
         "REPORTS_BATCH_LIMIT": 500,
         # Field devices' clocks drift; a report a little "in the future" is still refused

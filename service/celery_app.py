@@ -78,6 +78,9 @@ def celery_settings(app: Flask) -> dict[str, object]:
             Path(broker.removeprefix("sqla+sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     else:
         settings["broker_transport_options"] = {
-            "visibility_timeout": app.config["CELERY_VISIBILITY_TIMEOUT"]
+            "visibility_timeout": app.config["CELERY_VISIBILITY_TIMEOUT"],
+            # Every key this instance keeps in Redis (queues, unacknowledged tasks) starts
+            # with this, so instances sharing a Redis stay apart and can be cleaned up.
+            "global_keyprefix": app.config["CELERY_KEY_PREFIX"],
         }
     return settings

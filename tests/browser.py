@@ -63,6 +63,7 @@ def live_server(database_url: str, instance: Path) -> Iterator[str]:
         DATABASE_URL=database_url,
         INSTANCE_PATH=str(instance),
         CELERY_QUEUE=QUEUE,
+        CELERY_KEY_PREFIX=f"{QUEUE}:",
         LOG_LEVEL="WARNING",
     )
     if on_services():

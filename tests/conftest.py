@@ -52,6 +52,7 @@ def _settings(instance: Path, database_url: str, broker_url: str | None = None) 
         "INSTANCE_PATH": str(instance),
         "DATABASE_URL": database_url,
         "CELERY_QUEUE": QUEUE,
+        "CELERY_KEY_PREFIX": f"{QUEUE}:",
     }
     if on_services():
         settings["CELERY_BROKER_URL"] = REDIS_URL
@@ -72,8 +73,10 @@ def broker_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 def _drop_test_queue() -> Iterator[None]:
     yield
     if on_services():
+        # Queues and unacknowledged tasks of this run, its workers' included.
         client = redis.Redis.from_url(REDIS_URL)
-        client.delete(QUEUE)
+        for key in client.scan_iter(match=f"{QUEUE}:*"):
+            client.delete(key)
         client.close()
 
 

@@ -96,6 +96,7 @@ def test_serve_runs_web_worker_and_scheduler_and_stops_on_ctrl_c(tmp_path):
             DATABASE_URL=database_url,
             SCHEDULER_TICK_SECONDS="1",
             CELERY_QUEUE=QUEUE,
+            CELERY_KEY_PREFIX=f"{QUEUE}:",
         )
         if on_services():
             env["CELERY_BROKER_URL"] = REDIS_URL

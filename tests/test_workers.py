@@ -87,6 +87,7 @@ def _worker_env(app, tmp_path: Path, **extra: str) -> dict[str, str]:
         DATABASE_URL=app.config["DATABASE_URL"],
         CELERY_BROKER_URL=app.config["CELERY_BROKER_URL"],
         CELERY_QUEUE=QUEUE,
+        CELERY_KEY_PREFIX=f"{QUEUE}:",
         **extra,
     )
     return env
