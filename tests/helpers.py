@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -99,3 +101,18 @@ def audit_events(app: Any) -> list[dict[str, Any]]:
             }
             for e in events
         ]
+
+
+def at_once(count: int, target: Callable[[], object]) -> None:
+    """Run `target` in `count` threads released together (a barrier), and wait for all."""
+    barrier = threading.Barrier(count)
+
+    def run() -> None:
+        barrier.wait()
+        target()
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()

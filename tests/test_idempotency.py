@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 from datetime import timedelta
 
@@ -13,7 +12,7 @@ from service.domain.reports import request_fingerprint
 from service.extensions import db
 from service.models import ApiToken, IdempotencyRecord, Report
 from service.types import utcnow
-from tests.helpers import create_group, report_body
+from tests.helpers import at_once, create_group, report_body
 
 
 def stored_reports(app) -> int:
@@ -211,20 +210,14 @@ def test_eight_simultaneous_identical_requests_store_one_report(app, auth):
     group = create_group(client, headers)
     body = report_body(group["id"], 61)
     key = {"Idempotency-Key": str(uuid.uuid4())}
-    barrier = threading.Barrier(8)
     answers: list[tuple[int, dict]] = []
 
     def send() -> None:
-        own_client = app.test_client()
-        barrier.wait()
-        response = own_client.post("/api/v1/reports", json=body, headers=headers | key)
+        response = app.test_client().post("/api/v1/reports", json=body, headers=headers | key)
         answers.append((response.status_code, response.get_json()))
 
-    threads = [threading.Thread(target=send) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    at_once(8, send)
+
     assert stored_reports(app) == 1
     assert len(answers) == 8
     assert {status for status, _ in answers} <= {201, 409}

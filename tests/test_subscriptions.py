@@ -6,7 +6,6 @@ Sending itself (SMTP, retries, the email's content) is in tests/test_subscriptio
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -16,7 +15,7 @@ from sqlalchemy import select, update
 from service.domain import deliveries, subscriptions
 from service.extensions import db
 from service.models import Delivery, DeliveryStatus, Subscription
-from tests.helpers import AIRPORT, CENTRE, assert_problem, audit_events, count_rows
+from tests.helpers import AIRPORT, CENTRE, assert_problem, at_once, audit_events, count_rows
 
 EMAIL = "sitrep@ngo.example.org"
 
@@ -348,11 +347,7 @@ def test_two_schedulers_for_the_same_moment_make_one_delivery(app, client, auth)
             results.append(subscriptions.dispatch(now))
             db.session.remove()
 
-    threads = [threading.Thread(target=scheduler) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    at_once(4, scheduler)
     assert sorted(len(r) for r in results) == [0, 0, 0, 1]
 
     # A scheduler that read the subscription before the others moved its watermark (or

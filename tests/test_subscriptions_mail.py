@@ -5,7 +5,6 @@ Celery workers: the message, its parts and CSV, its headers, retries, refusals, 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -26,6 +25,7 @@ from tests.helpers import (
     CENTRE,
     SADD_40,
     assert_problem,
+    at_once,
     audit_events,
     create_group,
 )
@@ -312,11 +312,7 @@ def test_two_schedulers_firing_for_the_same_moment_send_one_email(
             deliveries.hand_out(subscriptions.dispatch())
             db.session.remove()
 
-    threads = [threading.Thread(target=scheduler) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    at_once(3, scheduler)
 
     wait_for(lambda: len(smtp_server.received) >= 1)
     time.sleep(3)  # both dispatch tasks have run by now; a second email would be here
@@ -342,11 +338,7 @@ def test_one_delivery_attempted_twice_at_once_is_sent_once(app, client, auth, sm
             outcomes.append(deliveries.attempt(delivery_id).status)
             db.session.remove()
 
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    at_once(4, worker)
     assert sorted(outcomes) == ["sent", "skipped", "skipped", "skipped"]
     # A re-delivered task after it was sent changes nothing.
     with app.app_context():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from service.models import Summary, SummaryStatus
 from service.serve import worker_command
 from tests.backends import on_services
 from tests.conftest import QUEUE
-from tests.helpers import AIRPORT, create_group
+from tests.helpers import AIRPORT, at_once, create_group
 from tests.test_summaries import post_report
 
 
@@ -66,11 +65,7 @@ def test_two_schedulers_firing_make_one_summary_per_period(app, celery_worker):
         celery_app.send_task("summaries.tick")
     wait_for(lambda: [s.status for s in of_the_period()] == [SummaryStatus.ready])
     # Ticks firing together, again and later: still one summary for the period.
-    threads = [threading.Thread(target=_tick_in_app, args=(app,)) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    at_once(4, lambda: _tick_in_app(app))
     assert len(of_the_period()) == 1
 
 
@@ -133,7 +128,10 @@ class _HoldTheDatabase:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.connection.rollback() if on_services() else self.connection.execute("ROLLBACK")
+        if on_services():
+            self.connection.rollback()
+        else:
+            self.connection.execute("ROLLBACK")
         self.connection.close()
 
 

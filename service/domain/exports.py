@@ -16,7 +16,7 @@ _RISKY_START = ("=", "+", "-", "@", "\t", "\r")
 NEED_UNITS = ("water_litres_per_day", "food_kcal_per_day", "covered_space_m2", "latrines")
 _HXL_AGE = {"0_4": "age0_4", "5_17": "age5_17", "18_59": "age18_59", "60_plus": "age60plus"}
 
-# (column header, HXL hashtag, how to read it from a site row)
+# (column header, HXL hashtag), in the order of the file
 COLUMNS: list[tuple[str, str]] = [
     ("site_id", "#loc+code"),
     ("site_name", "#loc+name"),
