@@ -1,0 +1,452 @@
+"""Bulk head counts from a CSV file: the path `needs-tracker import`, the API's upload and
+the demo share.
+
+A row is checked with the same field rules as `POST /api/v1/reports` (the API's own
+field classes) and the same counting rules (`reports.check_rules`); a bad row stores
+nothing and is reported with its row number, field and message. Good rows are stored
+set-based, a chunk at a time, each chunk in one transaction:
+
+1. the idempotency keys already claimed by this token are looked up: the same key with
+   the same content is "already imported", with other content it is an error row;
+2. groups named by `group_label` + `site_id` are found, or created once per import;
+3. the reports (and their needs) are inserted for the new keys;
+4. the keys are claimed, each claim naming its report (a resend through the API renders
+   its answer from that report, as the first answer was). On PostgreSQL the chunk's
+   report ids come from the sequence up front and the reports, needs and claims are
+   COPYed in under a savepoint; if another writer claimed one of the keys since step 1,
+   the unique constraint refuses the claims, the savepoint undoes the chunk, and it is
+   stored again with INSERT ... ON CONFLICT DO NOTHING ... RETURNING. There (and on
+   SQLite) a key claimed by another writer is not returned: the unique constraint
+   decided, and this chunk's report for it is deleted again before the transaction
+   commits, so it is never seen, let alone counted twice.
+
+Rows are read and checked one chunk ahead, in a thread, while the previous chunk is in
+the database.
+
+A row's key is its `client_id` (as in a batch), or a key derived from the row's
+content, so importing the same file again stores nothing new.
+"""
+
+from __future__ import annotations
+
+import csv
+import queue
+import secrets
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from flask import current_app
+from sqlalchemy import select
+
+from service import audit
+from service.auth import OPERATOR, Caller
+from service.domain.groups import create_group
+from service.domain.imports.checking import Row, parse_row
+from service.domain.imports.reading import COLUMNS, CsvSource, ImportFileError
+from service.domain.imports.storing import Placed, _generic, _postgres
+from service.errors import Problem
+from service.extensions import db
+from service.models import ApiToken, Group, Role
+from service.types import utcnow
+
+__all__ = [
+    "COLUMNS",
+    "IMPORT_TOKEN_NAME",
+    "CsvSource",
+    "ImportFileError",
+    "ImportResult",
+    "Importer",
+    "RowError",
+    "import_csv",
+    "parse_row",
+    "system_caller",
+    "write_error_report",
+]
+
+# One transaction per chunk: big enough for set-based inserts to pay off, small enough
+# that a chunk's parameters stay well inside SQLite's and PostgreSQL's limits.
+CHUNK_SIZE = 2000
+
+# A row as checked: its number, the report or its errors, and its client_id as written.
+Checked = tuple[int, "Row | list[tuple[str, str]]", "str | None"]
+
+
+@dataclass(frozen=True)
+class RowError:
+    row: int
+    field: str
+    message: str
+    client_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "row": self.row,
+            "client_id": self.client_id,
+            "field": self.field,
+            "message": self.message,
+        }
+
+
+@dataclass
+class ImportResult:
+    file: str
+    rows: int = 0
+    stored: int = 0
+    already_imported: int = 0
+    failed: int = 0
+    groups_created: int = 0
+    errors: list[RowError] = field(default_factory=list)
+
+    def counts(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "rows": self.rows,
+            "stored": self.stored,
+            "already_imported": self.already_imported,
+            "failed": self.failed,
+            "groups_created": self.groups_created,
+        }
+
+
+# ---------------------------------------------------------------------------------------
+# Storing rows
+# ---------------------------------------------------------------------------------------
+
+
+def system_caller(name: str) -> Caller:
+    """An admin token for work done on the machine itself (`import`, `demo`), so reports
+    keep a token and idempotency keys stay scoped. Its secret is unusable: the stored hash
+    is not a SHA-256, so no bearer token can ever match it."""
+    token = db.session.execute(
+        select(ApiToken).where(
+            ApiToken.name == name,
+            ApiToken.prefix == SYSTEM_PREFIX,
+            ApiToken.revoked_at.is_(None),
+        )
+    ).scalar_one_or_none()
+    if token is None:
+        token = ApiToken(
+            name=name,
+            role=Role.admin,
+            prefix=SYSTEM_PREFIX,
+            secret_hash="!" + secrets.token_hex(31),
+        )
+        db.session.add(token)
+        db.session.flush()
+        audit.record(
+            OPERATOR, "token.create", "token", token.id, after={"name": name, "role": "admin"}
+        )
+        db.session.commit()
+    return Caller(token_id=token.id, name=token.name, role=token.role)
+
+
+SYSTEM_PREFIX = "(system)"
+IMPORT_TOKEN_NAME = "command-line import"
+
+
+def _checked_chunks(
+    rows: Iterable[tuple[int, dict[str, str]]], size: int
+) -> Iterator[list[Checked]]:
+    chunk: list[Checked] = []
+    now = datetime.now(UTC)
+    for number, cells in rows:
+        client_id = (cells.get("client_id") or "").strip() or None
+        chunk.append((number, parse_row(number, cells, now), client_id))
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+            now = datetime.now(UTC)
+    if chunk:
+        yield chunk
+
+
+_DONE = object()
+
+
+def _checked_ahead(
+    rows: Iterable[tuple[int, dict[str, str]]], size: int
+) -> Iterator[list[Checked]]:
+    """`_checked_chunks`, one chunk ahead in a thread (errors are raised here, in order)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    ready: queue.Queue[Any] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def check() -> None:
+        try:
+            with app.app_context():
+                for chunk in _checked_chunks(rows, size):
+                    if not put(chunk):
+                        return
+        except BaseException as exc:  # noqa: BLE001 - handed to the importing thread
+            put(exc)
+        else:
+            put(_DONE)
+
+    worker = threading.Thread(target=check, name="import-check", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
+class Importer:
+    """Imports rows for one caller; `feed` as many times as needed, then `finish` once."""
+
+    def __init__(
+        self,
+        caller: Caller,
+        file_name: str,
+        *,
+        chunk_size: int = CHUNK_SIZE,
+        on_progress: Callable[[ImportResult], None] | None = None,
+    ) -> None:
+        self.caller = caller
+        self.result = ImportResult(file=file_name)
+        self.chunk_size = chunk_size
+        self.on_progress = on_progress
+        self._group_sites: dict[uuid.UUID, str | None] = {}
+        self._labels: dict[tuple[str, str], uuid.UUID | str] = {}
+
+    # -- driving ---------------------------------------------------------------------
+
+    def feed(self, rows: Iterable[tuple[int, dict[str, str]]]) -> None:
+        # The next chunk is read and checked (plain Python, in a thread) while this one
+        # is in the database: the driver lets go of the interpreter while it waits.
+        for chunk in _checked_ahead(rows, self.chunk_size):
+            self._chunk(chunk)
+
+    def finish(self) -> ImportResult:
+        """One audit event for the whole import (not one per row)."""
+        self.result.errors.sort(key=lambda e: e.row)
+        self._record()
+        return self.result
+
+    def _record(self, interrupted: bool = False) -> None:
+        after = self.result.counts()
+        if interrupted:
+            # The chunks before this one are stored: the trail says so, and by whom.
+            after["interrupted"] = True
+        audit.record(self.caller, "reports.import", "import", uuid.uuid4(), after=after)
+        db.session.commit()
+
+    def _chunk(self, chunk: list[Checked]) -> None:
+        rows: list[Row] = []
+        for number, parsed, client_id in chunk:
+            self.result.rows += 1
+            if isinstance(parsed, Row):
+                rows.append(parsed)
+            else:
+                for name, message in parsed:
+                    self._error(number, name, message, client_id)
+                self.result.failed += 1
+        try:
+            self._store(rows)
+        except BaseException:
+            db.session.rollback()
+            self._group_sites.clear()
+            self._labels.clear()
+            try:
+                self._record(interrupted=True)
+            except Exception:  # noqa: BLE001 - the database may be what failed
+                db.session.rollback()
+            raise
+        if self.on_progress:
+            self.on_progress(self.result)
+
+    def _error(self, number: int, name: str, message: str, client_id: str | None) -> None:
+        self.result.errors.append(RowError(number, name, message, client_id))
+
+    def _fail(self, row: Row, name: str, message: str) -> None:
+        self._error(row.number, name, message, row.client_id)
+        self.result.failed += 1
+
+    # -- one chunk, one transaction --------------------------------------------------
+
+    def _store(self, rows: list[Row]) -> None:
+        while rows:
+            # A key twice in one chunk: the first goes now, the rest with the next round,
+            # where the first's claim decides (same content: already imported).
+            unique: dict[str, Row] = {}
+            later: list[Row] = []
+            for row in rows:
+                if row.key in unique:
+                    later.append(row)
+                else:
+                    unique[row.key] = row
+            fresh = self._not_yet_claimed(list(unique.values()))
+            placed = self._place(fresh)
+            stored = self._insert(placed)
+            db.session.commit()
+            self.result.stored += stored
+            rows = later
+
+    def _not_yet_claimed(self, rows: list[Row]) -> list[Row]:
+        if not rows:
+            return []
+        existing = self._claims([row.key for row in rows])
+        fresh = []
+        for row in rows:
+            if row.key in existing:
+                self._settle(row, existing[row.key])
+            else:
+                fresh.append(row)
+        return fresh
+
+    def _claims(self, keys: list[str]) -> dict[str, tuple[str, int | None]]:
+        writer = _postgres if db.engine.dialect.name == "postgresql" else _generic
+        return writer.claims(self.caller.token_id, keys)
+
+    def _settle(self, row: Row, existing: tuple[str, int | None]) -> None:
+        fingerprint, status = existing
+        field_name = "client_id" if row.client_id else ""
+        if fingerprint != row.fingerprint:
+            self._fail(
+                row,
+                field_name,
+                "This client_id was already used for a different report; give a new report "
+                "a new client_id."
+                if row.client_id
+                else "A different report already has this row's key.",
+            )
+        elif status is None:
+            self._fail(
+                row,
+                field_name,
+                "The same report is being stored by another request right now; import again "
+                "in a minute.",
+            )
+        else:
+            self.result.already_imported += 1
+
+    def _place(self, rows: list[Row]) -> list[tuple[Row, uuid.UUID, str]]:
+        """Each row's group and site (creating groups named by label), checked for the caller."""
+        self._load_groups({row.group_id for row in rows if row.group_id is not None})
+        placed = []
+        for row in rows:
+            if row.group_id is not None:
+                site_id = self._group_sites.get(row.group_id)
+                if site_id is None:
+                    self._fail(row, "group_id", "Unknown group; register it first.")
+                    continue
+                if row.site_id is not None and row.site_id != site_id:
+                    self._fail(
+                        row, "site_id", f"The group is at site '{site_id}', not '{row.site_id}'."
+                    )
+                    continue
+                group_id = row.group_id
+            else:
+                assert row.site_id is not None and row.group_label is not None
+                found = self._group_by_label(row.site_id, row.group_label)
+                if isinstance(found, str):
+                    self._fail(row, "group_label", found)
+                    continue
+                group_id, site_id = found, row.site_id
+            if not self.caller.can_write_site(site_id):
+                self._fail(row, "site_id", f"This token may not write for site '{site_id}'.")
+                continue
+            placed.append((row, group_id, site_id))
+        return placed
+
+    def _load_groups(self, ids: set[uuid.UUID]) -> None:
+        wanted = [gid for gid in ids if gid not in self._group_sites]
+        if not wanted:
+            return
+        for gid in wanted:
+            self._group_sites[gid] = None
+        for gid, site_id in db.session.execute(
+            select(Group.id, Group.site_id).where(Group.id.in_(wanted))
+        ):
+            self._group_sites[gid] = site_id
+
+    def _group_by_label(self, site_id: str, label: str) -> uuid.UUID | str:
+        key = (site_id, label)
+        if key not in self._labels:
+            ids = list(
+                db.session.execute(
+                    select(Group.id).where(Group.site_id == site_id, Group.label == label).limit(2)
+                ).scalars()
+            )
+            if len(ids) > 1:
+                self._labels[key] = (
+                    f"Two or more groups at '{site_id}' are labelled '{label}'; use group_id."
+                )
+            elif ids:
+                self._labels[key] = ids[0]
+            else:
+                try:
+                    group = create_group(self.caller, {"site_id": site_id, "label": label})
+                except Problem as problem:
+                    message = problem.description or "The group cannot be created."
+                    self._labels[key] = message
+                else:
+                    self._labels[key] = group.id
+                    self._group_sites[group.id] = site_id
+                    self.result.groups_created += 1
+        return self._labels[key]
+
+    def _insert(self, placed: list[Placed]) -> int:
+        """Store the placed rows; returns how many were stored (claimed by this import)."""
+        if not placed:
+            return 0
+        writer = _postgres if db.engine.dialect.name == "postgresql" else _generic
+        report_ids, claimed = writer.store(self.caller.token_id, utcnow(), placed)
+        raced = [row for row, _, _ in placed if row.key not in claimed]
+        if raced:
+            # Claimed by another writer since our look-up: theirs stands, ours goes.
+            writer.discard([report_ids[row.key] for row in raced])
+            existing = self._claims([row.key for row in raced])
+            for row in raced:
+                self._settle(row, existing[row.key])
+        return len(placed) - len(raced)
+
+
+def import_csv(
+    caller: Caller,
+    source: CsvSource,
+    *,
+    on_progress: Callable[[ImportResult], None] | None = None,
+    chunk_size: int = CHUNK_SIZE,
+) -> ImportResult:
+    """Check the file whole, then import it row by row (see the module's docstring)."""
+    source.check()
+    importer = Importer(caller, source.name, chunk_size=chunk_size, on_progress=on_progress)
+    importer.feed(source.rows())
+    return importer.finish()
+
+
+def write_error_report(result: ImportResult, stream: IO[str]) -> None:
+    """The per-row error report: row, client_id, field, message (safe in a spreadsheet)."""
+    from service.domain.exports import neutralise
+
+    writer = csv.writer(stream, lineterminator="\r\n")
+    writer.writerow(["row", "client_id", "field", "message"])
+    for error in result.errors:
+        writer.writerow(
+            [
+                error.row,
+                neutralise(error.client_id),
+                neutralise(error.field),
+                neutralise(error.message),
+            ]
+        )

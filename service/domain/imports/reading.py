@@ -1,0 +1,155 @@
+"""Reading an import file: its encoding, its header and its rows, as a spreadsheet numbers them."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Any
+
+from service.models import SADD_KEYS, VULNERABLE_KEYS
+
+GROUP_COLUMNS = ("group_id", "group_label")
+COLUMNS = (
+    "client_id",
+    "site_id",
+    "group_label",
+    "group_id",
+    "observed_at",
+    "total",
+    *SADD_KEYS,
+    *VULNERABLE_KEYS,
+    "needs",
+    "note",
+)
+REQUIRED_COLUMNS = ("observed_at", "total")
+
+
+class ImportFileError(Exception):
+    """The file as a whole cannot be read: not UTF-8, empty, or without the columns needed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        missing: Iterable[str] = (),
+        unknown: Iterable[str] = (),
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.missing = list(missing)
+        self.unknown = list(unknown)
+
+    @property
+    def errors(self) -> list[dict[str, str]]:
+        return [{"field": name, "message": "Missing column."} for name in self.missing] + [
+            {"field": name, "message": "Unknown column."} for name in self.unknown
+        ]
+
+
+class CsvSource:
+    """A CSV file read twice: once to check it whole (encoding, header, row count) before
+    anything is stored, then row by row. Rows are numbered as a spreadsheet shows them
+    (the header is row 1); blank rows are skipped."""
+
+    def __init__(self, opener: Callable[[], IO[bytes]], name: str) -> None:
+        self._open = opener
+        self.name = name
+        self.header: list[str] = []
+        self.delimiter = ","
+        self.row_count = 0
+
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str) -> CsvSource:
+        return cls(lambda: io.BytesIO(data), name)
+
+    @classmethod
+    def from_path(cls, path: Any) -> CsvSource:
+        return cls(lambda: open(path, "rb"), str(path))  # noqa: SIM115 - closed by the reader
+
+    def check(self) -> CsvSource:
+        with self._open() as raw:
+            first = raw.read(4)
+            if not first:
+                raise ImportFileError("The file is empty.")
+            if first.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+                raise ImportFileError(
+                    "The file is UTF-16 text; save it as 'CSV UTF-8' (comma-separated)."
+                )
+        count = 0
+        for count, _ in enumerate(self._records(), start=1):  # noqa: B007 - counting
+            pass
+        self.row_count = count
+        return self
+
+    def rows(self) -> Iterator[tuple[int, dict[str, str]]]:
+        yield from self._records()
+
+    def _records(self) -> Iterator[tuple[int, dict[str, str]]]:
+        with self._open() as raw:
+            text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
+            number = 0
+            try:
+                header_line = text.readline()
+                if not header_line.strip():
+                    raise ImportFileError("The file has no header row.")
+                self.delimiter = ";" if "," not in header_line and ";" in header_line else ","
+                reader = csv.reader(
+                    _chain_first(header_line, text), delimiter=self.delimiter, strict=True
+                )
+                self.header = _check_header(next(reader))
+                width = len(self.header)
+                number = 1
+                for cells in reader:
+                    number += 1
+                    if not any(cell.strip() for cell in cells):
+                        continue
+                    if len(cells) > width:
+                        # Reported as a row error: the extra cells have no column.
+                        yield number, {"": f"{len(cells)} cells for {width} columns"}
+                        continue
+                    yield number, dict(zip(self.header, cells, strict=False))
+            except UnicodeDecodeError as exc:
+                raise ImportFileError(
+                    f"The file is not UTF-8 text (near row {number + 1}: byte "
+                    f"{exc.object[exc.start : exc.start + 1]!r}); save it as 'CSV UTF-8'."
+                ) from None
+            except csv.Error as exc:
+                raise ImportFileError(f"Row {number + 1} cannot be read as CSV: {exc}.") from None
+
+
+def _chain_first(first: str, rest: IO[str]) -> Iterator[str]:
+    yield first
+    yield from rest
+
+
+def _check_header(cells: list[str]) -> list[str]:
+    header = [cell.strip().lower() for cell in cells]
+    unknown = [name for name in header if name and name not in COLUMNS]
+    duplicates = sorted({name for name in header if name and header.count(name) > 1})
+    missing = [name for name in REQUIRED_COLUMNS if name not in header]
+    if not any(name in header for name in GROUP_COLUMNS):
+        missing.append("group_id or group_label")
+    if "group_label" in header and "site_id" not in header:
+        missing.append("site_id")
+    if missing or unknown:
+        parts = []
+        if missing:
+            parts.append("missing column(s): " + ", ".join(missing))
+        if unknown:
+            parts.append("unknown column(s): " + ", ".join(unknown))
+        raise ImportFileError(
+            "The header row does not fit: "
+            + "; ".join(parts)
+            + ". The columns are: "
+            + ", ".join(COLUMNS)
+            + ".",
+            missing=missing,
+            unknown=unknown,
+        )
+    if duplicates:
+        raise ImportFileError("Columns named twice: " + ", ".join(duplicates) + ".")
+    if "" in header:
+        raise ImportFileError("Every column needs a name in the header row.")
+    return header

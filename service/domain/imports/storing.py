@@ -1,0 +1,392 @@
+"""Storing checked rows set-based: reports, their needs and the idempotency claims naming
+them, a chunk at a time (COPY on PostgreSQL, multi-row INSERT ... RETURNING on SQLite)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.dialects import postgresql, sqlite
+
+from service.domain.imports.checking import Row
+from service.extensions import db
+from service.models import SADD_KEYS, VULNERABLE_KEYS, IdempotencyRecord, Report, ReportNeed
+
+_reports = Report.__table__
+_needs = ReportNeed.__table__
+_claims = IdempotencyRecord.__table__
+
+
+def _insert(table: Any) -> Any:
+    dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+Placed = tuple[Row, uuid.UUID, str]
+
+
+def _report_values(
+    row: Row, group_id: uuid.UUID, site_id: str, received_at: datetime, token_id: int | None
+) -> dict[str, Any]:
+    data = row.data
+    sadd = data.get("sadd") or {}
+    vulnerable = data.get("vulnerable") or {}
+    return {
+        "group_id": group_id,
+        "site_id": site_id,
+        "observed_at": data["observed_at"],
+        "received_at": received_at,
+        "total": data["total"],
+        **{key: sadd.get(key) for key in SADD_KEYS},
+        **{key: vulnerable.get(key) for key in VULNERABLE_KEYS},
+        "note": data.get("note"),
+        "supersedes_id": None,
+        "client_id": row.key,
+        "token_id": token_id,
+    }
+
+
+class _GenericWriter:
+    """Set-based writes with SQLAlchemy's multi-row INSERT ... RETURNING (SQLite)."""
+
+    def store(
+        self, token_id: int | None, received_at: datetime, placed: list[Placed]
+    ) -> tuple[dict[str, int], set[str]]:
+        """Insert the reports and their needs, then claim their keys (step 3 and 4)."""
+        report_ids = self.reports(
+            [_report_values(row, gid, site, received_at, token_id) for row, gid, site in placed]
+        )
+        needs = [
+            {
+                "report_id": report_ids[row.key],
+                "sector": need["sector"],
+                "severity": need["severity"],
+                "note": need.get("note"),
+            }
+            for row, _, _ in placed
+            for need in row.data.get("needs", ())
+        ]
+        if needs:
+            self.needs(needs)
+        claimed = self.claim(
+            token_id,
+            [
+                {
+                    "key": row.key,
+                    "fingerprint": row.fingerprint,
+                    "report_id": report_ids[row.key],
+                }
+                for row, gid, site in placed
+            ],
+            received_at,
+        )
+        return report_ids, claimed
+
+    def claims(self, token_id: int | None, keys: list[str]) -> dict[str, tuple[str, int | None]]:
+        """The keys already claimed by this token: (fingerprint, response status) each."""
+        found = db.session.execute(
+            select(_claims.c.key, _claims.c.fingerprint, _claims.c.response_status).where(
+                _claims.c.token_id == token_id, _claims.c.key.in_(keys)
+            )
+        )
+        return {key: (fingerprint, status) for key, fingerprint, status in found}
+
+    def claim(
+        self, token_id: int | None, claims: list[dict[str, Any]], claimed_at: datetime
+    ) -> set[str]:
+        rows = db.session.execute(
+            _insert(_claims)
+            .on_conflict_do_nothing(index_elements=["token_id", "key"])
+            .returning(_claims.c.key),
+            [
+                {
+                    "token_id": token_id,
+                    "key": claim["key"],
+                    "fingerprint": claim["fingerprint"],
+                    "claimed_at": claimed_at,
+                    "report_id": claim["report_id"],
+                    "response_status": 201,
+                }
+                for claim in claims
+            ],
+        )
+        return set(rows.scalars())
+
+    def reports(self, values: list[dict[str, Any]]) -> dict[str, int]:
+        rows = db.session.execute(
+            _reports.insert().returning(_reports.c.id, _reports.c.client_id), values
+        )
+        return {key: report_id for report_id, key in rows}
+
+    def needs(self, values: list[dict[str, Any]]) -> None:
+        db.session.execute(_needs.insert(), values)
+
+    def discard(self, report_ids: list[int]) -> None:
+        db.session.execute(_needs.delete().where(_needs.c.report_id.in_(report_ids)))
+        db.session.execute(_reports.delete().where(_reports.c.id.in_(report_ids)))
+
+
+_REPORT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("group_id", "uuid"),
+    ("site_id", "text"),
+    ("observed_at", "timestamptz"),
+    ("total", "integer"),
+    *((key, "integer") for key in SADD_KEYS),
+    *((key, "integer") for key in VULNERABLE_KEYS),
+    ("note", "text"),
+    ("client_id", "text"),
+)
+
+
+def _json(rows: list[dict[str, Any]]) -> str:
+    return json.dumps(rows, default=_json_value, separators=(",", ":"))
+
+
+def _json_value(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)  # UUIDs
+
+
+def _recordset(columns: Iterable[tuple[str, str]]) -> str:
+    return ", ".join(f"{name} {kind}" for name, kind in columns)
+
+
+def _copy_text(value: str | None) -> str:
+    """A text value in COPY's text format (tabs, newlines and backslashes escaped)."""
+    if value is None:
+        return "\\N"
+    return (
+        value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    )
+
+
+def _copy_int(value: int | None) -> str:
+    return "\\N" if value is None else str(value)
+
+
+_CLAIMS_UNIQUE = "uq_idempotency_records_token_key"
+_COPY_REPORTS = (
+    "COPY reports (id, group_id, site_id, observed_at, received_at, total, "
+    + ", ".join((*SADD_KEYS, *VULNERABLE_KEYS))
+    + ", note, client_id, token_id) FROM STDIN"
+)
+_COPY_NEEDS = "COPY report_needs (report_id, sector, severity, note) FROM STDIN"
+_COPY_CLAIMS = (
+    "COPY idempotency_records (token_id, key, fingerprint, claimed_at, report_id, "
+    "response_status) FROM STDIN"
+)
+
+
+class _PostgresWriter(_GenericWriter):
+    """The same writes on PostgreSQL with COPY, straight into the tables (every index,
+    check constraint and foreign key applies to COPY as to INSERT).
+
+    The chunk's report ids are taken from the reports' sequence first, in the order of
+    the file (the id is the order of receipt, the counting rule's tie-breaker), so the
+    reports, their needs and the claims naming them are three COPYs with nothing to
+    read back. The claims are plain inserts under a savepoint: when another writer has
+    claimed one of the keys since our look-up, the unique constraint refuses the COPY,
+    the savepoint undoes the chunk's reports with it, and the chunk is stored again the
+    careful way (`store_racing`), where the constraint decides key by key."""
+
+    def store(
+        self, token_id: int | None, received_at: datetime, placed: list[Placed]
+    ) -> tuple[dict[str, int], set[str]]:
+        import psycopg.errors
+
+        connection = db.session.connection()
+        report_ids = sorted(
+            connection.execute(
+                text("SELECT nextval('reports_id_seq') FROM generate_series(1, :n)"),
+                {"n": len(placed)},
+            ).scalars()
+        )
+        reports: list[str] = []
+        needs: list[str] = []
+        claims: list[str] = []
+        token = _copy_int(token_id)
+        received = received_at.isoformat()
+        ids: dict[str, int] = {}
+        for (row, gid, site), report_id in zip(placed, report_ids, strict=True):
+            data = row.data
+            sadd = data.get("sadd") or {}
+            vulnerable = data.get("vulnerable") or {}
+            ids[row.key] = report_id
+            rid = str(report_id)
+            key = _copy_text(row.key)
+            reports.append(
+                "\t".join(
+                    (
+                        rid,
+                        str(gid),
+                        _copy_text(site),
+                        data["observed_at"].isoformat(),
+                        received,
+                        str(data["total"]),
+                        *[_copy_int(sadd.get(k)) for k in SADD_KEYS],
+                        *[_copy_int(vulnerable.get(k)) for k in VULNERABLE_KEYS],
+                        _copy_text(data.get("note")),
+                        key,
+                        token,
+                    )
+                )
+            )
+            for need in data.get("needs", ()):
+                needs.append(
+                    f"{rid}\t{_copy_text(need['sector'])}\t{need['severity']}\t"
+                    f"{_copy_text(need.get('note'))}"
+                )
+            claims.append(f"{token}\t{key}\t{row.fingerprint}\t{received}\t{rid}\t201")
+        cursor = connection.connection.driver_connection.cursor()
+        try:
+            with db.session.begin_nested():
+                for statement, lines in (
+                    (_COPY_REPORTS, reports),
+                    (_COPY_NEEDS, needs),
+                    (_COPY_CLAIMS, claims),
+                ):
+                    if lines:
+                        with cursor.copy(statement) as copy:
+                            copy.write("\n".join(lines) + "\n")
+        except psycopg.errors.UniqueViolation as exc:
+            if exc.diag.constraint_name != _CLAIMS_UNIQUE:
+                raise
+            return self.store_racing(token_id, received_at, placed)
+        finally:
+            cursor.close()
+        return ids, set(ids)
+
+    def store_racing(
+        self, token_id: int | None, received_at: datetime, placed: list[Placed]
+    ) -> tuple[dict[str, int], set[str]]:
+        """One statement for the chunk: the rows travel as one JSON parameter, and
+        data-modifying CTEs insert the reports, their needs and the claims, ON CONFLICT
+        DO NOTHING, saying which keys this chunk claimed."""
+        rows = []
+        needs = []
+        for row, gid, site in placed:
+            values = _report_values(row, gid, site, received_at, token_id)
+            # As JSON-native values, so the whole chunk is encoded in C.
+            values["group_id"] = str(gid)
+            values["observed_at"] = row.data["observed_at"].isoformat()
+            del values["received_at"], values["token_id"], values["supersedes_id"]
+            values["fingerprint"] = row.fingerprint
+            rows.append(values)
+            for need in row.data.get("needs", ()):
+                needs.append(
+                    {
+                        "client_id": row.key,
+                        "sector": need["sector"],
+                        "severity": need["severity"],
+                        "note": need.get("note"),
+                    }
+                )
+        names = ", ".join(name for name, _ in _REPORT_COLUMNS)
+        recordset = [*_REPORT_COLUMNS, ("fingerprint", "text")]
+        columns = _recordset(recordset)
+        column_names = ", ".join(name for name, _ in recordset)
+        result = db.session.execute(
+            text(
+                # Ids in the order of the file: the id is the order of receipt, the
+                # counting rule's tie-breaker (and needs keep the order they were given).
+                "WITH u AS (SELECT * FROM ROWS FROM (json_to_recordset(CAST(:rows AS json)) "
+                f"AS ({columns})) WITH ORDINALITY AS u({column_names}, ord)), "
+                f"r AS (INSERT INTO reports ({names}, received_at, token_id) "
+                f"SELECT {names}, :received_at, :token_id FROM u ORDER BY ord "
+                "RETURNING id, client_id), "
+                "n AS (INSERT INTO report_needs (report_id, sector, severity, note) "
+                "SELECT r.id, x.sector, x.severity, x.note FROM ROWS FROM (json_to_recordset("
+                "CAST(:needs AS json)) AS (client_id text, sector text, severity integer, "
+                "note text)) WITH ORDINALITY AS x(client_id, sector, severity, note, ord) "
+                "JOIN r USING (client_id) ORDER BY x.ord), "
+                "c AS (INSERT INTO idempotency_records (token_id, key, fingerprint, claimed_at, "
+                "report_id, response_status) "
+                "SELECT :token_id, u.client_id, u.fingerprint, :received_at, r.id, 201 "
+                "FROM u JOIN r USING (client_id) "
+                "ON CONFLICT (token_id, key) DO NOTHING RETURNING key) "
+                "SELECT r.id, r.client_id, c.key IS NOT NULL FROM r LEFT JOIN c "
+                "ON c.key = r.client_id"
+            ),
+            {
+                "rows": _json(rows),
+                "needs": _json(needs),
+                "received_at": received_at,
+                "token_id": token_id,
+            },
+        )
+        report_ids: dict[str, int] = {}
+        claimed: set[str] = set()
+        for report_id, key, is_claimed in result:
+            report_ids[key] = report_id
+            if is_claimed:
+                claimed.add(key)
+        return report_ids, claimed
+
+    def claims(self, token_id: int | None, keys: list[str]) -> dict[str, tuple[str, int | None]]:
+        # One probe of the unique index per key, whatever the planner's statistics say
+        # (a table grown by this very import looks tiny to it, and a join would scan
+        # every claim of the token for each chunk).
+        found = db.session.execute(
+            text(
+                "SELECT k.key, c.fingerprint, c.response_status "
+                "FROM unnest(CAST(:keys AS text[])) AS k(key) CROSS JOIN LATERAL ("
+                "SELECT fingerprint, response_status FROM idempotency_records c "
+                "WHERE c.token_id = :token_id AND c.key = k.key LIMIT 1) AS c"
+            ),
+            {"keys": keys, "token_id": token_id},
+        )
+        return {key: (fingerprint, status) for key, fingerprint, status in found}
+
+    def claim(
+        self, token_id: int | None, claims: list[dict[str, Any]], claimed_at: datetime
+    ) -> set[str]:
+        rows = db.session.execute(
+            text(
+                "INSERT INTO idempotency_records (token_id, key, fingerprint, claimed_at, "
+                "report_id, response_status) "
+                "SELECT :token_id, u.key, u.fingerprint, :claimed_at, u.report_id, 201 "
+                "FROM json_to_recordset(CAST(:rows AS json)) "
+                "AS u(key text, fingerprint text, report_id integer) "
+                "ON CONFLICT (token_id, key) DO NOTHING RETURNING key"
+            ),
+            {"token_id": token_id, "claimed_at": claimed_at, "rows": _json(claims)},
+        )
+        return set(rows.scalars())
+
+    def reports(self, values: list[dict[str, Any]]) -> dict[str, int]:
+        names = ", ".join(name for name, _ in _REPORT_COLUMNS)
+        first = values[0]
+        rows = db.session.execute(
+            text(
+                f"INSERT INTO reports ({names}, received_at, token_id) "
+                f"SELECT {names}, :received_at, :token_id "
+                f"FROM json_to_recordset(CAST(:rows AS json)) AS u({_recordset(_REPORT_COLUMNS)}) "
+                "RETURNING id, client_id"
+            ),
+            {
+                "rows": _json(values),
+                "received_at": first["received_at"],
+                "token_id": first["token_id"],
+            },
+        )
+        return {key: report_id for report_id, key in rows}
+
+    def needs(self, values: list[dict[str, Any]]) -> None:
+        db.session.execute(
+            text(
+                "INSERT INTO report_needs (report_id, sector, severity, note) "
+                "SELECT report_id, sector, severity, note FROM json_to_recordset("
+                "CAST(:rows AS json)) AS u(report_id integer, sector text, severity integer, "
+                "note text)"
+            ),
+            {"rows": _json(values)},
+        )
+
+
+_generic = _GenericWriter()
+_postgres = _PostgresWriter()
