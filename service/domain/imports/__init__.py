@@ -36,7 +36,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 from flask import current_app
@@ -45,7 +45,7 @@ from sqlalchemy import select
 from service import audit
 from service.auth import OPERATOR, Caller
 from service.domain.groups import create_group
-from service.domain.imports.checking import Row, parse_row
+from service.domain.imports.checking import Row, parse_row, quick_row
 from service.domain.imports.reading import COLUMNS, CsvSource, ImportFileError
 from service.domain.imports.storing import Placed, _generic, _postgres
 from service.errors import Problem
@@ -55,12 +55,14 @@ from service.types import utcnow
 
 __all__ = [
     "COLUMNS",
+    "CHUNK_SIZE",
     "IMPORT_TOKEN_NAME",
     "CsvSource",
     "ImportFileError",
     "ImportResult",
     "Importer",
     "RowError",
+    "checked_chunks",
     "import_csv",
     "parse_row",
     "system_caller",
@@ -148,18 +150,23 @@ SYSTEM_PREFIX = "(system)"
 IMPORT_TOKEN_NAME = "command-line import"
 
 
-def _checked_chunks(
+def checked_chunks(
     rows: Iterable[tuple[int, dict[str, str]]], size: int
 ) -> Iterator[list[Checked]]:
+    """Rows checked, `size` at a time: the quick path first, the careful one where needed."""
     chunk: list[Checked] = []
+    skew = timedelta(seconds=current_app.config["CLOCK_SKEW_SECONDS"])
     now = datetime.now(UTC)
+    latest = now + skew
     for number, cells in rows:
         client_id = (cells.get("client_id") or "").strip() or None
-        chunk.append((number, parse_row(number, cells, now), client_id))
+        checked = quick_row(number, cells, latest) or parse_row(number, cells, now)
+        chunk.append((number, checked, client_id))
         if len(chunk) >= size:
             yield chunk
             chunk = []
             now = datetime.now(UTC)
+            latest = now + skew
     if chunk:
         yield chunk
 
@@ -170,7 +177,7 @@ _DONE = object()
 def _checked_ahead(
     rows: Iterable[tuple[int, dict[str, str]]], size: int
 ) -> Iterator[list[Checked]]:
-    """`_checked_chunks`, one chunk ahead in a thread (errors are raised here, in order)."""
+    """`checked_chunks`, one chunk ahead in a thread (errors are raised here, in order)."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     ready: queue.Queue[Any] = queue.Queue(maxsize=1)
     stop = threading.Event()
@@ -187,7 +194,7 @@ def _checked_ahead(
     def check() -> None:
         try:
             with app.app_context():
-                for chunk in _checked_chunks(rows, size):
+                for chunk in checked_chunks(rows, size):
                     if not put(chunk):
                         return
         except BaseException as exc:  # noqa: BLE001 - handed to the importing thread

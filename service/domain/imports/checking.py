@@ -3,6 +3,8 @@ API's own field classes) and the same counting rules (`reports.check_rules`)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import uuid
 from collections.abc import Callable
@@ -14,7 +16,7 @@ from marshmallow import ValidationError
 
 from service.api.fields import Count, Moment, SiteId, Text
 from service.domain.imports.reading import GROUP_COLUMNS
-from service.domain.reports import check_rules, request_fingerprint
+from service.domain.reports import EARLIEST_OBSERVATION, check_rules, request_fingerprint
 from service.models import NEEDS_SECTORS, SADD_KEYS, VULNERABLE_KEYS
 
 # The API's own field classes, so a CSV cell passes exactly when the JSON value would.
@@ -229,3 +231,168 @@ def parse_row(number: int, cells: dict[str, str], now: datetime) -> Row | list[t
         site_id=site_id,
         group_label=label,
     )
+
+
+# ---------------------------------------------------------------------------------------
+# The quick path
+# ---------------------------------------------------------------------------------------
+# Most rows come as a spreadsheet writes them: lowercase UUIDs, plain digits, ISO 8601
+# moments with a zone, known sectors. `quick_row` takes such a row with str methods and
+# precompiled patterns, about three times faster than `parse_row`; any cell it is not sure
+# of sends the whole row to `parse_row`, which has the API's fields word the errors. It
+# never takes a row `parse_row` refuses and it builds the same Row, fingerprint included
+# (tests/test_import_checking.py holds the two together).
+
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_COUNT_DIGITS = len(str(Count.MAXIMUM))
+_SEVERITIES = {str(n): n for n in range(1, 6)}
+_SECTOR_NAMES = frozenset(NEEDS_SECTORS)
+_group_uuid = _memo(uuid.UUID)
+_quote = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+
+
+def _quick_count(raw: str) -> int | None:
+    if raw.isdigit() and raw.isascii() and len(raw) <= _COUNT_DIGITS:
+        number = int(raw)
+        if number <= Count.MAXIMUM:
+            return number
+    return None
+
+
+def quick_row(number: int, cells: dict[str, str], latest: datetime) -> Row | None:
+    """The row's Row when every cell is in its plain form and the report is sound, else
+    None (then `parse_row` decides). `latest` is now plus the clock skew allowed."""
+    if "" in cells:
+        return None
+    get = cells.get
+    client_id = get("client_id") or None
+    if client_id is not None and not _CANONICAL_UUID.fullmatch(client_id):
+        return None
+    raw_group, raw_label, raw_site = get("group_id"), get("group_label"), get("site_id")
+    group_id = label = site_id = None
+    try:
+        if raw_group:
+            if raw_label or not _CANONICAL_UUID.fullmatch(raw_group):
+                return None
+            group_id = _group_uuid(raw_group)
+        elif raw_label and raw_site:
+            label = _label(raw_label)
+        else:
+            return None
+        if raw_site:
+            site_id = _site_id(raw_site)
+    except ValidationError:
+        return None
+
+    try:
+        observed_at = datetime.fromisoformat(get("observed_at") or "")
+        if observed_at.utcoffset() is None:
+            return None
+        observed_at = observed_at.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+    # reports.check_rules, inline: not in the future, not before 2000 ...
+    if observed_at > latest or observed_at < EARLIEST_OBSERVATION:
+        return None
+    total = _quick_count(get("total") or "")
+    if total is None:
+        return None
+    data: dict[str, Any] = {"observed_at": observed_at, "total": total}
+
+    raw_sadd = [get(key) for key in SADD_KEYS]
+    if any(raw_sadd):
+        sadd = {}
+        for key, raw in zip(SADD_KEYS, raw_sadd, strict=True):
+            value = _quick_count(raw or "")
+            if value is None:
+                return None
+            sadd[key] = value
+        if sum(sadd.values()) != total:  # ... the breakdown adds up to the total ...
+            return None
+        data["sadd"] = sadd
+    vulnerable = {}
+    for key in VULNERABLE_KEYS:
+        raw = get(key)
+        if raw:
+            value = _quick_count(raw)
+            if value is None or value > total:  # ... and no vulnerability exceeds it.
+                return None
+            vulnerable[key] = value
+    if vulnerable:
+        data["vulnerable"] = vulnerable
+    raw_needs = get("needs")
+    if raw_needs:
+        needs = []
+        for item in raw_needs.split(";"):
+            sector, _, severity = item.partition(":")
+            level = _SEVERITIES.get(severity)
+            if level is None or sector not in _SECTOR_NAMES:
+                return None
+            needs.append({"sector": sector, "severity": level})
+        if len(needs) > MAX_NEEDS:
+            return None
+        data["needs"] = needs
+    raw_note = get("note")
+    if raw_note:
+        try:
+            note = _NOTE.deserialize(raw_note)
+        except ValidationError:
+            return None
+        if note is not None:
+            data["note"] = note
+
+    if group_id is not None:
+        data["group_id"] = group_id
+    else:
+        data["site_id"] = site_id
+        data["group_label"] = label
+    fingerprint = quick_fingerprint(data)
+    return Row(
+        number=number,
+        key=client_id if client_id is not None else f"import:{fingerprint}",
+        fingerprint=fingerprint,
+        client_id=client_id,
+        data=data,
+        group_id=group_id,
+        site_id=site_id,
+        group_label=label,
+    )
+
+
+_SADD_SORTED = [(key, f'"{key}":') for key in sorted(SADD_KEYS)]
+_VULNERABLE_SORTED = [(key, f'"{key}":') for key in sorted(VULNERABLE_KEYS)]
+
+
+def quick_fingerprint(data: dict[str, Any]) -> str:
+    """`reports.request_fingerprint` for the data a row makes, without a general JSON
+    encoder: the same canonical text (keys sorted, no spaces, ASCII), written in order."""
+    parts = ["{"]
+    add = parts.append
+    if "group_id" in data:
+        add(f'"group_id":"{data["group_id"]}",')
+    else:
+        add(f'"group_label":{_quote(data["group_label"])},')
+    needs = data.get("needs")
+    if needs:
+        items = []
+        for need in needs:
+            note = need.get("note")
+            head = "{" if note is None else '{"note":' + _quote(note) + ","
+            items.append(f'{head}"sector":{_quote(need["sector"])},"severity":{need["severity"]}}}')
+        add('"needs":[' + ",".join(items) + "],")
+    note = data.get("note")
+    if note is not None:
+        add(f'"note":{_quote(note)},')
+    add(f'"observed_at":"{data["observed_at"].astimezone(UTC).isoformat()}",')
+    sadd = data.get("sadd")
+    if sadd is not None:
+        add('"sadd":{' + ",".join(f"{name}{sadd[key]}" for key, name in _SADD_SORTED) + "},")
+    if "group_id" not in data:
+        add(f'"site_id":{_quote(data["site_id"])},')
+    add(f'"total":{data["total"]}')
+    vulnerable = data.get("vulnerable")
+    if vulnerable is not None:
+        given = [f"{name}{vulnerable[k]}" for k, name in _VULNERABLE_SORTED if k in vulnerable]
+        add(',"vulnerable":{' + ",".join(given) + "}")
+    add("}")
+    return hashlib.sha256("".join(parts).encode()).hexdigest()
