@@ -156,30 +156,48 @@ def _recordset(columns: Iterable[tuple[str, str]]) -> str:
     return ", ".join(f"{name} {kind}" for name, kind in columns)
 
 
-def _copy_text(value: str | None) -> str:
-    """A text value in COPY's text format (tabs, newlines and backslashes escaped)."""
-    if value is None:
-        return "\\N"
-    return (
-        value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    )
-
-
-def _copy_int(value: int | None) -> str:
-    return "\\N" if value is None else str(value)
-
-
 _CLAIMS_UNIQUE = "uq_idempotency_records_token_key"
-_COPY_REPORTS = (
-    "COPY reports (id, group_id, site_id, observed_at, received_at, total, "
-    + ", ".join((*SADD_KEYS, *VULNERABLE_KEYS))
-    + ", note, client_id, token_id) FROM STDIN"
+
+
+def _copy_statement(table: Any, columns: Iterable[str]) -> tuple[str, list[str]]:
+    """A binary COPY into `table` and the PostgreSQL types of its columns, read off the
+    model (binary COPY takes each value in exactly its column's type)."""
+    names = list(columns)
+    kinds = []
+    for name in names:
+        ddl = table.c[name].type.compile(dialect=postgresql.dialect())
+        kinds.append(_BINARY_TYPES[ddl.split("(")[0]])
+    return f"COPY {table.name} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)", kinds
+
+
+_BINARY_TYPES = {
+    "INTEGER": "int4",
+    "UUID": "uuid",
+    "VARCHAR": "varchar",
+    "TEXT": "text",
+    "TIMESTAMP WITH TIME ZONE": "timestamptz",
+}
+_COPY_REPORTS = _copy_statement(
+    _reports,
+    (
+        "id",
+        "group_id",
+        "site_id",
+        "observed_at",
+        "received_at",
+        "total",
+        *SADD_KEYS,
+        *VULNERABLE_KEYS,
+        "note",
+        "client_id",
+        "token_id",
+    ),
 )
-_COPY_NEEDS = "COPY report_needs (report_id, sector, severity, note) FROM STDIN"
-_COPY_CLAIMS = (
-    "COPY idempotency_records (token_id, key, fingerprint, claimed_at, report_id, "
-    "response_status) FROM STDIN"
+_COPY_NEEDS = _copy_statement(_needs, ("report_id", "sector", "severity", "note"))
+_COPY_CLAIMS = _copy_statement(
+    _claims, ("token_id", "key", "fingerprint", "claimed_at", "report_id", "response_status")
 )
+_NO_SADD = dict.fromkeys(SADD_KEYS)
 
 
 class _PostgresWriter(_GenericWriter):
@@ -206,53 +224,46 @@ class _PostgresWriter(_GenericWriter):
                 {"n": len(placed)},
             ).scalars()
         )
-        reports: list[str] = []
-        needs: list[str] = []
-        claims: list[str] = []
-        token = _copy_int(token_id)
-        received = received_at.isoformat()
         ids: dict[str, int] = {}
+        reports: list[tuple[Any, ...]] = []
+        needs: list[tuple[Any, ...]] = []
+        claims: list[tuple[Any, ...]] = []
         for (row, gid, site), report_id in zip(placed, report_ids, strict=True):
             data = row.data
-            sadd = data.get("sadd") or {}
-            vulnerable = data.get("vulnerable") or {}
+            sadd = data.get("sadd") or _NO_SADD
+            vulnerable = data.get("vulnerable") or _NO_SADD
             ids[row.key] = report_id
-            rid = str(report_id)
-            key = _copy_text(row.key)
             reports.append(
-                "\t".join(
-                    (
-                        rid,
-                        str(gid),
-                        _copy_text(site),
-                        data["observed_at"].isoformat(),
-                        received,
-                        str(data["total"]),
-                        *[_copy_int(sadd.get(k)) for k in SADD_KEYS],
-                        *[_copy_int(vulnerable.get(k)) for k in VULNERABLE_KEYS],
-                        _copy_text(data.get("note")),
-                        key,
-                        token,
-                    )
+                (
+                    report_id,
+                    gid,
+                    site,
+                    data["observed_at"],
+                    received_at,
+                    data["total"],
+                    *[sadd.get(k) for k in SADD_KEYS],
+                    *[vulnerable.get(k) for k in VULNERABLE_KEYS],
+                    data.get("note"),
+                    row.key,
+                    token_id,
                 )
             )
             for need in data.get("needs", ()):
-                needs.append(
-                    f"{rid}\t{_copy_text(need['sector'])}\t{need['severity']}\t"
-                    f"{_copy_text(need.get('note'))}"
-                )
-            claims.append(f"{token}\t{key}\t{row.fingerprint}\t{received}\t{rid}\t201")
+                needs.append((report_id, need["sector"], need["severity"], need.get("note")))
+            claims.append((token_id, row.key, row.fingerprint, received_at, report_id, 201))
         cursor = connection.connection.driver_connection.cursor()
         try:
             with db.session.begin_nested():
-                for statement, lines in (
+                for (statement, kinds), values in (
                     (_COPY_REPORTS, reports),
                     (_COPY_NEEDS, needs),
                     (_COPY_CLAIMS, claims),
                 ):
-                    if lines:
+                    if values:
                         with cursor.copy(statement) as copy:
-                            copy.write("\n".join(lines) + "\n")
+                            copy.set_types(kinds)
+                            for value in values:
+                                copy.write_row(value)
         except psycopg.errors.UniqueViolation as exc:
             if exc.diag.constraint_name != _CLAIMS_UNIQUE:
                 raise
