@@ -175,6 +175,41 @@ def test_a_client_id_reused_for_other_content_is_an_error_row(app, client, auth,
     assert count_rows(app, Report) == 1
 
 
+def test_a_file_mixing_new_rows_with_imported_ones_stores_only_the_new(app, client, auth, tmp_path):
+    """On PostgreSQL a new import stores before it looks keys up; the keys taken show up
+    at the claims' unique constraint. Either way: the new rows stored once, in the
+    file's order, the old ones "already imported" or refused, and no stray report."""
+    group = create_group(client, auth.admin, CENTRE)
+    keys = [f"7d0c2a4e-8f45-4c3a-9a1d-1b2c3d4e5f{n:02d}" for n in range(6)]
+    rows = [
+        {"client_id": key, "group_id": group["id"], "observed_at": hours_ago(1), "total": 10 + n}
+        for n, key in enumerate(keys)
+    ]
+    runner = app.test_cli_runner()
+    runner.invoke(args=["import", str(write(tmp_path, [rows[1], rows[3]], "first.csv"))])
+
+    mixed = [*rows, dict(rows[3], total=99, client_id=keys[1])]
+    result = runner.invoke(args=["import", str(write(tmp_path, mixed, "mixed.csv"))])
+
+    assert "7 rows: 4 stored, 2 already imported, 1 failed" in result.output
+    errors = read_errors(tmp_path / "mixed.errors.csv")
+    assert [(e["row"], e["field"]) for e in errors] == [("8", "client_id")]
+    assert count_rows(app, Report) == count_rows(app, IdempotencyRecord) == 6
+    with app.app_context():
+        # The first import's two, then the new four in the order of the file.
+        stored = db.session.execute(
+            db.select(Report.client_id, Report.total).order_by(Report.id)
+        ).all()
+        # Each claim names the report stored for its key (none points at a stray one).
+        claimed = db.session.execute(
+            db.select(IdempotencyRecord.key, Report.client_id).join(
+                Report, Report.id == IdempotencyRecord.report_id
+            )
+        ).all()
+    assert [total for _, total in stored] == [11, 13, 10, 12, 14, 15]
+    assert len(claimed) == 6 and all(key == client_id for key, client_id in claimed)
+
+
 def test_a_row_twice_in_one_file_is_stored_once(app, client, auth, tmp_path):
     group = create_group(client, auth.admin, CENTRE)
     row = {"group_id": group["id"], "observed_at": hours_ago(2), "total": 50}

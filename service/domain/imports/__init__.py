@@ -47,7 +47,7 @@ from service.auth import OPERATOR, Caller
 from service.domain.groups import create_group
 from service.domain.imports.checking import Row, parse_row, quick_row
 from service.domain.imports.reading import COLUMNS, CsvSource, ImportFileError
-from service.domain.imports.storing import Placed, _generic, _postgres
+from service.domain.imports.storing import Placed, _generic, _postgres, report_tail
 from service.errors import Problem
 from service.extensions import db
 from service.models import ApiToken, Group, Role
@@ -73,6 +73,8 @@ __all__ = [
 # that a chunk's parameters stay well inside SQLite's and PostgreSQL's limits.
 CHUNK_SIZE = 2000
 
+# A row refused when placed: the row, the field and why.
+Refusal = tuple[Row, str, str]
 # A row as checked: its number, the report or its errors, and its client_id as written.
 Checked = tuple[int, "Row | list[tuple[str, str]]", "str | None"]
 
@@ -161,6 +163,8 @@ def checked_chunks(
     for number, cells in rows:
         client_id = (cells.get("client_id") or "").strip() or None
         checked = quick_row(number, cells, latest) or parse_row(number, cells, now)
+        if isinstance(checked, Row):
+            checked.tail = report_tail(checked)
         chunk.append((number, checked, client_id))
         if len(chunk) >= size:
             yield chunk
@@ -233,6 +237,11 @@ class Importer:
         self.chunk_size = chunk_size
         self.on_progress = on_progress
         self._group_sites: dict[uuid.UUID, str | None] = {}
+        # Storing before looking is for PostgreSQL, where a taken key costs one COPY
+        # undone; elsewhere a taken key's report would have to be deleted again.
+        self._always_look = db.engine.dialect.name != "postgresql"
+        self._look_first = self._always_look
+        self._keys_met = 0
         self._labels: dict[tuple[str, str], uuid.UUID | str] = {}
 
     # -- driving ---------------------------------------------------------------------
@@ -291,6 +300,12 @@ class Importer:
     # -- one chunk, one transaction --------------------------------------------------
 
     def _store(self, rows: list[Row]) -> None:
+        # While an import meets no key claimed before (a new file), its rows are stored
+        # without looking their keys up first (PostgreSQL): the claims' unique constraint
+        # still decides, and a key found taken there is settled as if looked up
+        # (`_insert`). Once a chunk meets taken keys (a re-import), the next ones look first.
+        met_before = self._keys_met
+        look_first = self._look_first
         while rows:
             # A key twice in one chunk: the first goes now, the rest with the next round,
             # where the first's claim decides (same content: already imported).
@@ -301,12 +316,31 @@ class Importer:
                     later.append(row)
                 else:
                     unique[row.key] = row
-            fresh = self._not_yet_claimed(list(unique.values()))
-            placed = self._place(fresh)
+            batch = list(unique.values())
+            fresh = self._not_yet_claimed(batch) if look_first else batch
+            placed, refused = self._place(fresh)
+            if refused and not look_first:
+                # A row imported before is "already imported", whatever is wrong now.
+                refused = self._refused_unless_claimed(refused)
+            for row, name, message in refused:
+                self._fail(row, name, message)
             stored = self._insert(placed)
             db.session.commit()
             self.result.stored += stored
             rows = later
+            look_first = True
+        self._look_first = self._always_look or self._keys_met > met_before
+
+    def _refused_unless_claimed(self, refused: list[Refusal]) -> list[Refusal]:
+        existing = self._claims([row.key for row, _, _ in refused])
+        left = []
+        for refusal in refused:
+            row = refusal[0]
+            if row.key in existing:
+                self._settle(row, existing[row.key])
+            else:
+                left.append(refusal)
+        return left
 
     def _not_yet_claimed(self, rows: list[Row]) -> list[Row]:
         if not rows:
@@ -325,6 +359,7 @@ class Importer:
         return writer.claims(self.caller.token_id, keys)
 
     def _settle(self, row: Row, existing: tuple[str, int | None]) -> None:
+        self._keys_met += 1
         fingerprint, status = existing
         field_name = "client_id" if row.client_id else ""
         if fingerprint != row.fingerprint:
@@ -346,19 +381,21 @@ class Importer:
         else:
             self.result.already_imported += 1
 
-    def _place(self, rows: list[Row]) -> list[tuple[Row, uuid.UUID, str]]:
-        """Each row's group and site (creating groups named by label), checked for the caller."""
+    def _place(self, rows: list[Row]) -> tuple[list[Placed], list[Refusal]]:
+        """Each row's group and site (creating groups named by label), checked for the
+        caller; and the rows refused, with the field and why."""
         self._load_groups({row.group_id for row in rows if row.group_id is not None})
-        placed = []
+        placed: list[Placed] = []
+        refused: list[Refusal] = []
         for row in rows:
             if row.group_id is not None:
                 site_id = self._group_sites.get(row.group_id)
                 if site_id is None:
-                    self._fail(row, "group_id", "Unknown group; register it first.")
+                    refused.append((row, "group_id", "Unknown group; register it first."))
                     continue
                 if row.site_id is not None and row.site_id != site_id:
-                    self._fail(
-                        row, "site_id", f"The group is at site '{site_id}', not '{row.site_id}'."
+                    refused.append(
+                        (row, "site_id", f"The group is at site '{site_id}', not '{row.site_id}'.")
                     )
                     continue
                 group_id = row.group_id
@@ -366,14 +403,14 @@ class Importer:
                 assert row.site_id is not None and row.group_label is not None
                 found = self._group_by_label(row.site_id, row.group_label)
                 if isinstance(found, str):
-                    self._fail(row, "group_label", found)
+                    refused.append((row, "group_label", found))
                     continue
                 group_id, site_id = found, row.site_id
             if not self.caller.can_write_site(site_id):
-                self._fail(row, "site_id", f"This token may not write for site '{site_id}'.")
+                refused.append((row, "site_id", f"This token may not write for site '{site_id}'."))
                 continue
             placed.append((row, group_id, site_id))
-        return placed
+        return placed, refused
 
     def _load_groups(self, ids: set[uuid.UUID]) -> None:
         wanted = [gid for gid in ids if gid not in self._group_sites]
@@ -420,8 +457,11 @@ class Importer:
         report_ids, claimed = writer.store(self.caller.token_id, utcnow(), placed)
         raced = [row for row, _, _ in placed if row.key not in claimed]
         if raced:
-            # Claimed by another writer since our look-up: theirs stands, ours goes.
-            writer.discard([report_ids[row.key] for row in raced])
+            # Claimed by another writer since our look-up (or before: no look-up was
+            # made): theirs stands, and a report stored for ours goes.
+            stray = [report_ids[row.key] for row in raced if row.key in report_ids]
+            if stray:
+                writer.discard(stray)
             existing = self._claims([row.key for row in raced])
             for row in raced:
                 self._settle(row, existing[row.key])

@@ -8,7 +8,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,6 +41,8 @@ class Row:
     group_id: uuid.UUID | None
     site_id: str | None
     group_label: str | None
+    # The report's values as stored (storing.report_tail), made in the checking thread.
+    tail: tuple[Any, ...] = field(default=(), compare=False, repr=False)
 
 
 def _messages(exc: ValidationError) -> list[str]:

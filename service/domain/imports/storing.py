@@ -177,27 +177,44 @@ _BINARY_TYPES = {
     "TEXT": "text",
     "TIMESTAMP WITH TIME ZONE": "timestamptz",
 }
+# The columns a row's own cells fill come last: `report_tail` makes them while the row
+# is checked (in the checking thread), so storing a chunk only puts ids in front.
 _COPY_REPORTS = _copy_statement(
     _reports,
     (
         "id",
         "group_id",
         "site_id",
-        "observed_at",
         "received_at",
+        "token_id",
+        "observed_at",
         "total",
         *SADD_KEYS,
         *VULNERABLE_KEYS,
         "note",
         "client_id",
-        "token_id",
     ),
 )
 _COPY_NEEDS = _copy_statement(_needs, ("report_id", "sector", "severity", "note"))
 _COPY_CLAIMS = _copy_statement(
     _claims, ("token_id", "key", "fingerprint", "claimed_at", "report_id", "response_status")
 )
-_NO_SADD = dict.fromkeys(SADD_KEYS)
+_NONE: dict[str, Any] = {}
+
+
+def report_tail(row: Row) -> tuple[Any, ...]:
+    """The values of the row's report from observed_at on, in `_COPY_REPORTS` order."""
+    data = row.data
+    sadd = data.get("sadd") or _NONE
+    vulnerable = data.get("vulnerable") or _NONE
+    return (
+        data["observed_at"],
+        data["total"],
+        *[sadd.get(k) for k in SADD_KEYS],
+        *[vulnerable.get(k) for k in VULNERABLE_KEYS],
+        data.get("note"),
+        row.key,
+    )
 
 
 class _PostgresWriter(_GenericWriter):
@@ -218,42 +235,23 @@ class _PostgresWriter(_GenericWriter):
         import psycopg.errors
 
         connection = db.session.connection()
-        report_ids = sorted(
-            connection.execute(
-                text("SELECT nextval('reports_id_seq') FROM generate_series(1, :n)"),
-                {"n": len(placed)},
-            ).scalars()
-        )
+        report_ids = self.reserve_ids(len(placed))
         ids: dict[str, int] = {}
         reports: list[tuple[Any, ...]] = []
         needs: list[tuple[Any, ...]] = []
         claims: list[tuple[Any, ...]] = []
         for (row, gid, site), report_id in zip(placed, report_ids, strict=True):
-            data = row.data
-            sadd = data.get("sadd") or _NO_SADD
-            vulnerable = data.get("vulnerable") or _NO_SADD
             ids[row.key] = report_id
-            reports.append(
-                (
-                    report_id,
-                    gid,
-                    site,
-                    data["observed_at"],
-                    received_at,
-                    data["total"],
-                    *[sadd.get(k) for k in SADD_KEYS],
-                    *[vulnerable.get(k) for k in VULNERABLE_KEYS],
-                    data.get("note"),
-                    row.key,
-                    token_id,
-                )
-            )
-            for need in data.get("needs", ()):
+            reports.append((report_id, gid, site, received_at, token_id, *row.tail))
+            for need in row.data.get("needs", ()):
                 needs.append((report_id, need["sector"], need["severity"], need.get("note")))
             claims.append((token_id, row.key, row.fingerprint, received_at, report_id, 201))
         cursor = connection.connection.driver_connection.cursor()
         try:
             with db.session.begin_nested():
+                # SQLAlchemy opens a savepoint lazily, on the session's next statement;
+                # the COPYs go past it, so open it now or a refusal aborts the chunk.
+                db.session.connection()
                 for (statement, kinds), values in (
                     (_COPY_REPORTS, reports),
                     (_COPY_NEEDS, needs),
@@ -275,14 +273,17 @@ class _PostgresWriter(_GenericWriter):
     def store_racing(
         self, token_id: int | None, received_at: datetime, placed: list[Placed]
     ) -> tuple[dict[str, int], set[str]]:
-        """One statement for the chunk: the rows travel as one JSON parameter, and
-        data-modifying CTEs insert the reports, their needs and the claims, ON CONFLICT
-        DO NOTHING, saying which keys this chunk claimed."""
+        """One statement for the chunk, the rows as one JSON parameter: the claims go in
+        first, ON CONFLICT DO NOTHING, and only the keys this chunk claimed get their
+        report and needs (foreign keys are checked at the end of the statement). A key
+        another writer holds gets nothing here: there is nothing to take back."""
+        report_ids = self.reserve_ids(len(placed))
         rows = []
         needs = []
-        for row, gid, site in placed:
+        for (row, gid, site), report_id in zip(placed, report_ids, strict=True):
             values = _report_values(row, gid, site, received_at, token_id)
             # As JSON-native values, so the whole chunk is encoded in C.
+            values["id"] = report_id
             values["group_id"] = str(gid)
             values["observed_at"] = row.data["observed_at"].isoformat()
             del values["received_at"], values["token_id"], values["supersedes_id"]
@@ -291,37 +292,31 @@ class _PostgresWriter(_GenericWriter):
             for need in row.data.get("needs", ()):
                 needs.append(
                     {
-                        "client_id": row.key,
+                        "report_id": report_id,
                         "sector": need["sector"],
                         "severity": need["severity"],
                         "note": need.get("note"),
                     }
                 )
         names = ", ".join(name for name, _ in _REPORT_COLUMNS)
-        recordset = [*_REPORT_COLUMNS, ("fingerprint", "text")]
-        columns = _recordset(recordset)
-        column_names = ", ".join(name for name, _ in recordset)
+        columns = _recordset([("id", "integer"), *_REPORT_COLUMNS, ("fingerprint", "text")])
         result = db.session.execute(
             text(
-                # Ids in the order of the file: the id is the order of receipt, the
-                # counting rule's tie-breaker (and needs keep the order they were given).
-                "WITH u AS (SELECT * FROM ROWS FROM (json_to_recordset(CAST(:rows AS json)) "
-                f"AS ({columns})) WITH ORDINALITY AS u({column_names}, ord)), "
-                f"r AS (INSERT INTO reports ({names}, received_at, token_id) "
-                f"SELECT {names}, :received_at, :token_id FROM u ORDER BY ord "
-                "RETURNING id, client_id), "
-                "n AS (INSERT INTO report_needs (report_id, sector, severity, note) "
-                "SELECT r.id, x.sector, x.severity, x.note FROM ROWS FROM (json_to_recordset("
-                "CAST(:needs AS json)) AS (client_id text, sector text, severity integer, "
-                "note text)) WITH ORDINALITY AS x(client_id, sector, severity, note, ord) "
-                "JOIN r USING (client_id) ORDER BY x.ord), "
+                f"WITH u AS (SELECT * FROM json_to_recordset(CAST(:rows AS json)) AS ({columns})), "
                 "c AS (INSERT INTO idempotency_records (token_id, key, fingerprint, claimed_at, "
                 "report_id, response_status) "
-                "SELECT :token_id, u.client_id, u.fingerprint, :received_at, r.id, 201 "
-                "FROM u JOIN r USING (client_id) "
-                "ON CONFLICT (token_id, key) DO NOTHING RETURNING key) "
-                "SELECT r.id, r.client_id, c.key IS NOT NULL FROM r LEFT JOIN c "
-                "ON c.key = r.client_id"
+                "SELECT :token_id, client_id, fingerprint, :received_at, id, 201 FROM u "
+                "ORDER BY id ON CONFLICT (token_id, key) DO NOTHING RETURNING key, report_id), "
+                f"r AS (INSERT INTO reports (id, {names}, received_at, token_id) "
+                f"SELECT u.id, {', '.join(f'u.{name}' for name, _ in _REPORT_COLUMNS)}, "
+                ":received_at, :token_id FROM u JOIN c ON c.report_id = u.id ORDER BY u.id "
+                "RETURNING id), "
+                "n AS (INSERT INTO report_needs (report_id, sector, severity, note) "
+                "SELECT x.report_id, x.sector, x.severity, x.note FROM ROWS FROM ("
+                "json_to_recordset(CAST(:needs AS json)) AS (report_id integer, sector text, "
+                "severity integer, note text)) WITH ORDINALITY AS x(report_id, sector, "
+                "severity, note, ord) JOIN r ON r.id = x.report_id ORDER BY x.ord) "
+                "SELECT key, report_id FROM c"
             ),
             {
                 "rows": _json(rows),
@@ -330,13 +325,19 @@ class _PostgresWriter(_GenericWriter):
                 "token_id": token_id,
             },
         )
-        report_ids: dict[str, int] = {}
-        claimed: set[str] = set()
-        for report_id, key, is_claimed in result:
-            report_ids[key] = report_id
-            if is_claimed:
-                claimed.add(key)
-        return report_ids, claimed
+        stored = dict(result.tuples().all())
+        return stored, set(stored)
+
+    def reserve_ids(self, count: int) -> list[int]:
+        """`count` report ids from the reports' sequence, ascending: the order of the file
+        (the id is the order of receipt, the counting rule's tie-breaker)."""
+        return db.session.execute(
+            text(
+                "SELECT array_agg(id ORDER BY id) FROM (SELECT nextval('reports_id_seq') AS id "
+                "FROM generate_series(1, :n)) AS ids"
+            ),
+            {"n": count},
+        ).scalar_one()
 
     def claims(self, token_id: int | None, keys: list[str]) -> dict[str, tuple[str, int | None]]:
         # One probe of the unique index per key, whatever the planner's statistics say
