@@ -32,6 +32,7 @@ from __future__ import annotations
 import csv
 import queue
 import secrets
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -72,6 +73,9 @@ __all__ = [
 # One transaction per chunk: big enough for set-based inserts to pay off, small enough
 # that a chunk's parameters stay well inside SQLite's and PostgreSQL's limits.
 CHUNK_SIZE = 2000
+
+# Seconds the checking thread may keep the interpreter while the importing one waits.
+SWITCH_INTERVAL = 0.0005
 
 # A row refused when placed: the row, the field and why.
 Refusal = tuple[Row, str, str]
@@ -249,8 +253,16 @@ class Importer:
     def feed(self, rows: Iterable[tuple[int, dict[str, str]]]) -> None:
         # The next chunk is read and checked (plain Python, in a thread) while this one
         # is in the database: the driver lets go of the interpreter while it waits.
-        for chunk in _checked_ahead(rows, self.chunk_size):
-            self._chunk(chunk)
+        # Each answer from the database then waits for the checking thread to hand the
+        # interpreter back, up to the switch interval (5 ms by default, and a chunk
+        # takes a dozen round trips): a shorter one keeps the database busy.
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(interval, SWITCH_INTERVAL))
+        try:
+            for chunk in _checked_ahead(rows, self.chunk_size):
+                self._chunk(chunk)
+        finally:
+            sys.setswitchinterval(interval)
 
     def finish(self) -> ImportResult:
         """One audit event for the whole import (not one per row)."""
