@@ -7,21 +7,23 @@ nothing and is reported with its row number, field and message. Good rows are st
 set-based, a chunk at a time, each chunk in one transaction:
 
 1. the idempotency keys already claimed by this token are looked up: the same key with
-   the same content is "already imported", with other content it is an error row;
+   the same content is "already imported", with other content it is an error row (on
+   PostgreSQL this look-up is skipped until a chunk meets a taken key: the unique
+   constraint in step 4 finds them as surely, and a new file goes in faster);
 2. groups named by `group_label` + `site_id` are found, or created once per import;
 3. the reports (and their needs) are inserted for the new keys;
 4. the keys are claimed, each claim naming its report (a resend through the API renders
    its answer from that report, as the first answer was). On PostgreSQL the chunk's
    report ids come from the sequence up front and the reports, needs and claims are
-   COPYed in under a savepoint; if another writer claimed one of the keys since step 1,
-   the unique constraint refuses the claims, the savepoint undoes the chunk, and it is
-   stored again with INSERT ... ON CONFLICT DO NOTHING ... RETURNING. There (and on
-   SQLite) a key claimed by another writer is not returned: the unique constraint
-   decided, and this chunk's report for it is deleted again before the transaction
-   commits, so it is never seen, let alone counted twice.
+   COPYed in (binary) under a savepoint; if a key is taken, the unique constraint
+   refuses the claims, the savepoint undoes the chunk, and it is stored again in one
+   statement that claims first, ON CONFLICT DO NOTHING, and stores reports only for
+   the keys it got. On SQLite the reports go in first and a report whose key another
+   writer took is deleted again before the transaction commits. Either way it is never
+   seen, let alone counted twice.
 
 Rows are read and checked one chunk ahead, in a thread, while the previous chunk is in
-the database.
+the database (`checking.quick_row` first, `checking.parse_row` where it steps aside).
 
 A row's key is its `client_id` (as in a batch), or a key derived from the row's
 content, so importing the same file again stores nothing new.
