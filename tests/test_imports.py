@@ -479,8 +479,11 @@ def test_an_import_stopped_halfway_keeps_whole_chunks_and_says_so(app, client, a
         (n + 2, {"group_id": group["id"], "observed_at": hours_ago(5 - n / 10), "total": str(n)})
         for n in range(5)
     ]
-    writer = imports._postgres if on_services() else imports._generic
-    original = type(writer).store
+    # PostgreSQL COPYs the lines laid out in the checking thread; SQLite inserts.
+    writer, method = (
+        (imports._postgres, "copy_lines") if on_services() else (imports._generic, "store")
+    )
+    original = getattr(type(writer), method)
     calls: list[int] = []
 
     def failing(self, *args):
@@ -489,7 +492,7 @@ def test_an_import_stopped_halfway_keeps_whole_chunks_and_says_so(app, client, a
             raise RuntimeError("the database went away")
         return original(self, *args)
 
-    monkeypatch.setattr(type(writer), "store", failing)
+    monkeypatch.setattr(type(writer), method, failing)
     with app.app_context():
         importer = imports.Importer(imports.system_caller("test"), "x.csv", chunk_size=2)
         with pytest.raises(RuntimeError):

@@ -50,7 +50,15 @@ from service.auth import OPERATOR, Caller
 from service.domain.groups import create_group
 from service.domain.imports.checking import Row, parse_row, quick_row
 from service.domain.imports.reading import COLUMNS, CsvSource, ImportFileError
-from service.domain.imports.storing import Placed, _generic, _postgres, report_tail
+from service.domain.imports.storing import (
+    KeyTaken,
+    Lines,
+    Placed,
+    Store,
+    _generic,
+    _postgres,
+    lay_out,
+)
 from service.errors import Problem
 from service.extensions import db
 from service.models import ApiToken, Group, Role
@@ -81,6 +89,19 @@ SWITCH_INTERVAL = 0.0005
 
 # A row refused when placed: the row, the field and why.
 Refusal = tuple[Row, str, str]
+
+
+@dataclass
+class Prepared:
+    """A chunk checked, placed and laid out for COPY in the checking thread (PostgreSQL):
+    the rows placed, each with its lines (report, needs, claim), and the rows refused."""
+
+    checked: list[Checked]
+    placed: list[tuple[Placed, Lines]]
+    refused: list[Refusal]
+    groups_created: int
+
+
 # A row as checked: its number, the report or its errors, and its client_id as written.
 Checked = tuple[int, "Row | list[tuple[str, str]]", "str | None"]
 
@@ -169,8 +190,6 @@ def checked_chunks(
     for number, cells in rows:
         client_id = (cells.get("client_id") or "").strip() or None
         checked = quick_row(number, cells, latest) or parse_row(number, cells, now)
-        if isinstance(checked, Row):
-            checked.tail = report_tail(checked)
         chunk.append((number, checked, client_id))
         if len(chunk) >= size:
             yield chunk
@@ -185,9 +204,12 @@ _DONE = object()
 
 
 def _checked_ahead(
-    rows: Iterable[tuple[int, dict[str, str]]], size: int
-) -> Iterator[list[Checked]]:
-    """`checked_chunks`, one chunk ahead in a thread (errors are raised here, in order)."""
+    rows: Iterable[tuple[int, dict[str, str]]],
+    size: int,
+    prepare: Callable[[list[Checked]], Any] | None = None,
+) -> Iterator[Any]:
+    """`checked_chunks`, one chunk ahead in a thread (errors are raised here, in order),
+    each chunk passed through `prepare` there when given (with the thread's own session)."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     ready: queue.Queue[Any] = queue.Queue(maxsize=1)
     stop = threading.Event()
@@ -205,7 +227,7 @@ def _checked_ahead(
         try:
             with app.app_context():
                 for chunk in checked_chunks(rows, size):
-                    if not put(chunk):
+                    if not put(prepare(chunk) if prepare else chunk):
                         return
         except BaseException as exc:  # noqa: BLE001 - handed to the importing thread
             put(exc)
@@ -245,10 +267,13 @@ class Importer:
         self._group_sites: dict[uuid.UUID, str | None] = {}
         # Storing before looking is for PostgreSQL, where a taken key costs one COPY
         # undone; elsewhere a taken key's report would have to be deleted again.
-        self._always_look = db.engine.dialect.name != "postgresql"
+        self._prepared = db.engine.dialect.name == "postgresql"
+        self._always_look = not self._prepared
         self._look_first = self._always_look
         self._keys_met = 0
         self._labels: dict[tuple[str, str], uuid.UUID | str] = {}
+        self._groups_created = 0  # by the thread that places rows
+        self._gid_text: dict[uuid.UUID, str] = {}
 
     # -- driving ---------------------------------------------------------------------
 
@@ -258,11 +283,18 @@ class Importer:
         # Each answer from the database then waits for the checking thread to hand the
         # interpreter back, up to the switch interval (5 ms by default, and a chunk
         # takes a dozen round trips): a shorter one keeps the database busy.
+        #
+        # On PostgreSQL the checking thread also places each chunk (groups looked up or
+        # created, in its own committed transactions), takes its report ids and lays
+        # out its COPY lines, so this thread only sends them: the database is busy for
+        # the whole import instead of waiting on Python between chunks.
+        self._group_sites.clear()  # groups may have moved since the last feed
+        prepare = self._prepare if self._prepared else None
         interval = sys.getswitchinterval()
         sys.setswitchinterval(min(interval, SWITCH_INTERVAL))
         try:
-            for chunk in _checked_ahead(rows, self.chunk_size):
-                self._chunk(chunk)
+            for item in _checked_ahead(rows, self.chunk_size, prepare):
+                self._chunk(item)
         finally:
             sys.setswitchinterval(interval)
 
@@ -280,7 +312,9 @@ class Importer:
         audit.record(self.caller, "reports.import", "import", uuid.uuid4(), after=after)
         db.session.commit()
 
-    def _chunk(self, chunk: list[Checked]) -> None:
+    def _chunk(self, item: list[Checked] | Prepared) -> None:
+        prepared = item if isinstance(item, Prepared) else None
+        chunk = prepared.checked if prepared else item
         rows: list[Row] = []
         for number, parsed, client_id in chunk:
             self.result.rows += 1
@@ -291,11 +325,21 @@ class Importer:
                     self._error(number, name, message, client_id)
                 self.result.failed += 1
         try:
-            self._store(rows)
+            if prepared:
+                self.result.groups_created += prepared.groups_created
+                self._store_prepared(prepared)
+            else:
+                created = self._groups_created
+                try:
+                    self._store(rows)
+                finally:
+                    self.result.groups_created += self._groups_created - created
         except BaseException:
             db.session.rollback()
-            self._group_sites.clear()
-            self._labels.clear()
+            if not prepared:
+                # Groups created in the chunk's transaction are gone with it.
+                self._group_sites.clear()
+                self._labels.clear()
             try:
                 self._record(interrupted=True)
             except Exception:  # noqa: BLE001 - the database may be what failed
@@ -344,6 +388,68 @@ class Importer:
             rows = later
             look_first = True
         self._look_first = self._always_look or self._keys_met > met_before
+
+    def _prepare(self, chunk: list[Checked]) -> Prepared:
+        """In the checking thread, with its own session: place the chunk's rows (groups
+        created are committed here, so the chunk's transaction holds only its COPYs),
+        take their report ids and lay out their lines."""
+        created = self._groups_created
+        rows = [parsed for _, parsed, _ in chunk if isinstance(parsed, Row)]
+        placed, refused = self._place(rows)
+        token_id = self.caller.token_id
+        lines = lay_out(placed, token_id, utcnow(), self._gid_text) if placed else []
+        db.session.commit()
+        return Prepared(
+            checked=chunk,
+            placed=list(zip(placed, lines, strict=True)),
+            refused=refused,
+            groups_created=self._groups_created - created,
+        )
+
+    def _store_prepared(self, prepared: Prepared) -> None:
+        """`_store` for a prepared chunk: only look-ups and COPYs left to do here."""
+        met_before = self._keys_met
+        look_first = self._look_first
+        if prepared.refused:
+            # A row imported before is "already imported", whatever is wrong now.
+            for row, name, message in self._refused_unless_claimed(prepared.refused):
+                self._fail(row, name, message)
+        todo = prepared.placed
+        while todo:
+            unique: dict[str, tuple[Placed, Lines]] = {}
+            later: list[tuple[Placed, Lines]] = []
+            for item in todo:
+                key = item[0][0].key
+                if key in unique:
+                    later.append(item)
+                else:
+                    unique[key] = item
+            fresh = list(unique.values())
+            if look_first:
+                existing = self._claims(list(unique))
+                for item in fresh:
+                    row = item[0][0]
+                    if row.key in existing:
+                        self._settle(row, existing[row.key])
+                fresh = [item for item in fresh if item[0][0].key not in existing]
+            stored = self._insert_prepared(fresh)
+            db.session.commit()
+            self.result.stored += stored
+            todo = later
+            look_first = True
+        self._look_first = self._keys_met > met_before
+
+    def _insert_prepared(self, items: list[tuple[Placed, Lines]]) -> int:
+        if not items:
+            return 0
+        try:
+            _postgres.copy_lines([lines for _, lines in items])
+        except KeyTaken:
+            # Someone holds one of the keys: the transaction held only these COPYs;
+            # store the chunk again the careful way, where the constraint decides.
+            db.session.rollback()
+            return self._insert([placed for placed, _ in items], _postgres.store_racing)
+        return len(items)
 
     def _refused_unless_claimed(self, refused: list[Refusal]) -> list[Refusal]:
         existing = self._claims([row.key for row, _, _ in refused])
@@ -460,15 +566,15 @@ class Importer:
                 else:
                     self._labels[key] = group.id
                     self._group_sites[group.id] = site_id
-                    self.result.groups_created += 1
+                    self._groups_created += 1
         return self._labels[key]
 
-    def _insert(self, placed: list[Placed]) -> int:
+    def _insert(self, placed: list[Placed], store: Store | None = None) -> int:
         """Store the placed rows; returns how many were stored (claimed by this import)."""
         if not placed:
             return 0
         writer = _postgres if db.engine.dialect.name == "postgresql" else _generic
-        report_ids, claimed = writer.store(self.caller.token_id, utcnow(), placed)
+        report_ids, claimed = (store or writer.store)(self.caller.token_id, utcnow(), placed)
         raced = [row for row, _, _ in placed if row.key not in claimed]
         if raced:
             # Claimed by another writer since our look-up (or before: no look-up was

@@ -8,7 +8,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,8 +41,6 @@ class Row:
     group_id: uuid.UUID | None
     site_id: str | None
     group_label: str | None
-    # The report's values as stored (storing.report_tail), made in the checking thread.
-    tail: tuple[Any, ...] = field(default=(), compare=False, repr=False)
 
 
 def _messages(exc: ValidationError) -> list[str]:
@@ -301,17 +299,22 @@ def quick_row(number: int, cells: dict[str, str], latest: datetime) -> Row | Non
         return None
     data: dict[str, Any] = {"observed_at": observed_at, "total": total}
 
-    raw_sadd = [get(key) for key in SADD_KEYS]
+    raw_sadd = [get(key) or "" for key in SADD_KEYS]
     if any(raw_sadd):
-        sadd = {}
-        for key, raw in zip(SADD_KEYS, raw_sadd, strict=True):
-            value = _quick_count(raw or "")
-            if value is None:
-                return None
-            sadd[key] = value
-        if sum(sadd.values()) != total:  # ... the breakdown adds up to the total ...
+        # All eight, each plain digits: one check over the eight cells joined.
+        digits = "".join(raw_sadd)
+        if (
+            "" in raw_sadd
+            or not (digits.isdigit() and digits.isascii())
+            or max(map(len, raw_sadd)) > _COUNT_DIGITS
+        ):
             return None
-        data["sadd"] = sadd
+        values = list(map(int, raw_sadd))
+        if max(values) > Count.MAXIMUM:
+            return None
+        if sum(values) != total:  # ... the breakdown adds up to the total ...
+            return None
+        data["sadd"] = dict(zip(SADD_KEYS, values, strict=True))
     vulnerable = {}
     for key in VULNERABLE_KEYS:
         raw = get(key)

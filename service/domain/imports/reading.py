@@ -103,7 +103,7 @@ class CsvSource:
                 number = 1
                 for cells in reader:
                     number += 1
-                    if not any(cell.strip() for cell in cells):
+                    if not "".join(cells).strip():
                         continue
                     if len(cells) > width:
                         # Reported as a row error: the extra cells have no column.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -158,117 +158,113 @@ def _recordset(columns: Iterable[tuple[str, str]]) -> str:
 
 _CLAIMS_UNIQUE = "uq_idempotency_records_token_key"
 
-
-def _copy_statement(table: Any, columns: Iterable[str]) -> tuple[str, list[str]]:
-    """A binary COPY into `table` and the PostgreSQL types of its columns, read off the
-    model (binary COPY takes each value in exactly its column's type)."""
-    names = list(columns)
-    kinds = []
-    for name in names:
-        ddl = table.c[name].type.compile(dialect=postgresql.dialect())
-        kinds.append(_BINARY_TYPES[ddl.split("(")[0]])
-    return f"COPY {table.name} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)", kinds
+# The lines of one row for COPY's text format: its report, its needs (none or more
+# lines) and its claim, each line ending in a newline.
+Lines = tuple[str, str, str]
+Store = Callable[[int | None, datetime, list[Placed]], tuple[dict[str, int], set[str]]]
 
 
-_BINARY_TYPES = {
-    "INTEGER": "int4",
-    "UUID": "uuid",
-    "VARCHAR": "varchar",
-    "TEXT": "text",
-    "TIMESTAMP WITH TIME ZONE": "timestamptz",
-}
-# The columns a row's own cells fill come last: `report_tail` makes them while the row
-# is checked (in the checking thread), so storing a chunk only puts ids in front.
-_COPY_REPORTS = _copy_statement(
-    _reports,
-    (
-        "id",
-        "group_id",
-        "site_id",
-        "received_at",
-        "token_id",
-        "observed_at",
-        "total",
-        *SADD_KEYS,
-        *VULNERABLE_KEYS,
-        "note",
-        "client_id",
-    ),
-)
-_COPY_NEEDS = _copy_statement(_needs, ("report_id", "sector", "severity", "note"))
-_COPY_CLAIMS = _copy_statement(
-    _claims, ("token_id", "key", "fingerprint", "claimed_at", "report_id", "response_status")
-)
-_NONE: dict[str, Any] = {}
+class KeyTaken(Exception):
+    """A key in the chunk is claimed already: the COPY was refused, nothing is stored."""
 
 
-def report_tail(row: Row) -> tuple[Any, ...]:
-    """The values of the row's report from observed_at on, in `_COPY_REPORTS` order."""
-    data = row.data
-    sadd = data.get("sadd") or _NONE
-    vulnerable = data.get("vulnerable") or _NONE
+def _copy_text(value: str | None) -> str:
+    """A text value in COPY's text format (tabs, newlines and backslashes escaped)."""
+    if value is None:
+        return "\\N"
     return (
-        data["observed_at"],
-        data["total"],
-        *[sadd.get(k) for k in SADD_KEYS],
-        *[vulnerable.get(k) for k in VULNERABLE_KEYS],
-        data.get("note"),
-        row.key,
+        value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
     )
+
+
+def _copy_int(value: int | None) -> str:
+    return "\\N" if value is None else str(value)
+
+
+_COPY_REPORTS = (
+    "COPY reports (id, group_id, site_id, received_at, token_id, observed_at, total, "
+    + ", ".join((*SADD_KEYS, *VULNERABLE_KEYS))
+    + ", note, client_id) FROM STDIN"
+)
+_COPY_NEEDS = "COPY report_needs (report_id, sector, severity, note) FROM STDIN"
+_COPY_CLAIMS = (
+    "COPY idempotency_records (token_id, key, fingerprint, claimed_at, report_id, "
+    "response_status) FROM STDIN"
+)
+_NO_SADD = "\t".join(["\\N"] * len(SADD_KEYS))
+_NO_VULNERABLE = "\t".join(["\\N"] * len(VULNERABLE_KEYS))
+
+
+def lay_out(
+    placed: list[Placed], token_id: int | None, received_at: datetime, names: dict[Any, str]
+) -> list[Lines]:
+    """Each placed row's COPY lines, with a report id from the sequence (in the order of
+    the file: the id is the order of receipt, the counting rule's tie-breaker). `names`
+    keeps each group id's text, written once per import."""
+    report_ids = _postgres.reserve_ids(len(placed))
+    token = _copy_int(token_id)
+    received = received_at.isoformat()
+    lines = []
+    for (row, gid, site), report_id in zip(placed, report_ids, strict=True):
+        data = row.data
+        sadd = data.get("sadd")
+        vulnerable = data.get("vulnerable")
+        group = names.get(gid)
+        if group is None:
+            group = names[gid] = str(gid)
+        key = _copy_text(row.key)
+        report = (
+            f"{report_id}\t{group}\t{_copy_text(site)}\t{received}\t{token}\t"
+            f"{data['observed_at'].isoformat()}\t{data['total']}\t"
+            + ("\t".join([str(sadd[k]) for k in SADD_KEYS]) if sadd else _NO_SADD)
+            + "\t"
+            + (
+                "\t".join([_copy_int(vulnerable.get(k)) for k in VULNERABLE_KEYS])
+                if vulnerable
+                else _NO_VULNERABLE
+            )
+            + f"\t{_copy_text(data.get('note'))}\t{key}"
+        )
+        needs = "".join(
+            f"{report_id}\t{_copy_text(need['sector'])}\t{need['severity']}\t"
+            f"{_copy_text(need.get('note'))}\n"
+            for need in data.get("needs", ())
+        )
+        claim = f"{token}\t{key}\t{row.fingerprint}\t{received}\t{report_id}\t201\n"
+        lines.append((report + "\n", needs, claim))
+    return lines
 
 
 class _PostgresWriter(_GenericWriter):
     """The same writes on PostgreSQL with COPY, straight into the tables (every index,
     check constraint and foreign key applies to COPY as to INSERT).
 
-    The chunk's report ids are taken from the reports' sequence first, in the order of
-    the file (the id is the order of receipt, the counting rule's tie-breaker), so the
-    reports, their needs and the claims naming them are three COPYs with nothing to
-    read back. The claims are plain inserts under a savepoint: when another writer has
-    claimed one of the keys since our look-up, the unique constraint refuses the COPY,
-    the savepoint undoes the chunk's reports with it, and the chunk is stored again the
-    careful way (`store_racing`), where the constraint decides key by key."""
+    The chunk's report ids are taken from the reports' sequence first and its lines laid
+    out (`lay_out`, in the checking thread), so the reports, their needs and the claims
+    naming them are three COPYs with nothing to read back. When a key is claimed
+    already, the unique constraint refuses the claims and the chunk's transaction is
+    rolled back (it holds nothing else); the chunk is then stored the careful way
+    (`store_racing`), where the constraint decides key by key."""
 
-    def store(
-        self, token_id: int | None, received_at: datetime, placed: list[Placed]
-    ) -> tuple[dict[str, int], set[str]]:
+    def copy_lines(self, lines: list[Lines]) -> None:
+        """COPY the rows' reports, needs and claims into the session's transaction;
+        `KeyTaken` (the transaction is then aborted) when a key is claimed already."""
         import psycopg.errors
 
         connection = db.session.connection()
-        report_ids = self.reserve_ids(len(placed))
-        ids: dict[str, int] = {}
-        reports: list[tuple[Any, ...]] = []
-        needs: list[tuple[Any, ...]] = []
-        claims: list[tuple[Any, ...]] = []
-        for (row, gid, site), report_id in zip(placed, report_ids, strict=True):
-            ids[row.key] = report_id
-            reports.append((report_id, gid, site, received_at, token_id, *row.tail))
-            for need in row.data.get("needs", ()):
-                needs.append((report_id, need["sector"], need["severity"], need.get("note")))
-            claims.append((token_id, row.key, row.fingerprint, received_at, report_id, 201))
         cursor = connection.connection.driver_connection.cursor()
         try:
-            with db.session.begin_nested():
-                # SQLAlchemy opens a savepoint lazily, on the session's next statement;
-                # the COPYs go past it, so open it now or a refusal aborts the chunk.
-                db.session.connection()
-                for (statement, kinds), values in (
-                    (_COPY_REPORTS, reports),
-                    (_COPY_NEEDS, needs),
-                    (_COPY_CLAIMS, claims),
-                ):
-                    if values:
-                        with cursor.copy(statement) as copy:
-                            copy.set_types(kinds)
-                            for value in values:
-                                copy.write_row(value)
+            for statement, part in ((_COPY_REPORTS, 0), (_COPY_NEEDS, 1), (_COPY_CLAIMS, 2)):
+                data = "".join(row[part] for row in lines)
+                if data:
+                    with cursor.copy(statement) as copy:
+                        copy.write(data)
         except psycopg.errors.UniqueViolation as exc:
             if exc.diag.constraint_name != _CLAIMS_UNIQUE:
                 raise
-            return self.store_racing(token_id, received_at, placed)
+            raise KeyTaken from None
         finally:
             cursor.close()
-        return ids, set(ids)
 
     def store_racing(
         self, token_id: int | None, received_at: datetime, placed: list[Placed]
