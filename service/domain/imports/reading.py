@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
@@ -77,16 +78,21 @@ class CsvSource:
                 raise ImportFileError(
                     "The file is UTF-16 text; save it as 'CSV UTF-8' (comma-separated)."
                 )
-        count = 0
-        for count, _ in enumerate(self._records(), start=1):  # noqa: B007 - counting
-            pass
-        self.row_count = count
+        # Counting only: every cell is read (and decoded) as for the import, no row built.
+        self.row_count = sum(1 for _ in self._cells())
         return self
 
     def rows(self) -> Iterator[tuple[int, dict[str, str]]]:
-        yield from self._records()
+        for number, cells in self._cells():  # reads the header first
+            header = self.header
+            if len(cells) > len(header):
+                # Reported as a row error: the extra cells have no column.
+                yield number, {"": f"{len(cells)} cells for {len(header)} columns"}
+            else:
+                yield number, dict(zip(header, cells, strict=False))
 
-    def _records(self) -> Iterator[tuple[int, dict[str, str]]]:
+    def _cells(self) -> Iterator[tuple[int, list[str]]]:
+        """Each row that is not blank, with its number; the header read into `header`."""
         with self._open() as raw:
             text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
             number = 0
@@ -96,20 +102,14 @@ class CsvSource:
                     raise ImportFileError("The file has no header row.")
                 self.delimiter = ";" if "," not in header_line and ";" in header_line else ","
                 reader = csv.reader(
-                    _chain_first(header_line, text), delimiter=self.delimiter, strict=True
+                    itertools.chain((header_line,), text), delimiter=self.delimiter, strict=True
                 )
                 self.header = _check_header(next(reader))
-                width = len(self.header)
                 number = 1
                 for cells in reader:
                     number += 1
-                    if not "".join(cells).strip():
-                        continue
-                    if len(cells) > width:
-                        # Reported as a row error: the extra cells have no column.
-                        yield number, {"": f"{len(cells)} cells for {width} columns"}
-                        continue
-                    yield number, dict(zip(self.header, cells, strict=False))
+                    if "".join(cells).strip():
+                        yield number, cells
             except UnicodeDecodeError as exc:
                 raise ImportFileError(
                     f"The file is not UTF-8 text (near row {number + 1}: byte "
@@ -117,11 +117,6 @@ class CsvSource:
                 ) from None
             except csv.Error as exc:
                 raise ImportFileError(f"Row {number + 1} cannot be read as CSV: {exc}.") from None
-
-
-def _chain_first(first: str, rest: IO[str]) -> Iterator[str]:
-    yield first
-    yield from rest
 
 
 def _check_header(cells: list[str]) -> list[str]:
