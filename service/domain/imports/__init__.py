@@ -15,15 +15,18 @@ set-based, a chunk at a time, each chunk in one transaction:
 4. the keys are claimed, each claim naming its report (a resend through the API renders
    its answer from that report, as the first answer was). On PostgreSQL the chunk's
    report ids come from the sequence up front and the reports, needs and claims are
-   COPYed in (binary) under a savepoint; if a key is taken, the unique constraint
-   refuses the claims, the savepoint undoes the chunk, and it is stored again in one
-   statement that claims first, ON CONFLICT DO NOTHING, and stores reports only for
-   the keys it got. On SQLite the reports go in first and a report whose key another
-   writer took is deleted again before the transaction commits. Either way it is never
-   seen, let alone counted twice.
+   COPYed in, in a transaction that holds nothing else; if a key is taken, the unique
+   constraint refuses the claims, the transaction is rolled back, and the chunk is
+   stored again in one statement that claims first, ON CONFLICT DO NOTHING, and stores
+   reports only for the keys it got. On SQLite the reports go in first and a report
+   whose key another writer took is deleted again before the transaction commits.
+   Either way it is never seen, let alone counted twice.
 
 Rows are read and checked one chunk ahead, in a thread, while the previous chunk is in
 the database (`checking.quick_row` first, `checking.parse_row` where it steps aside).
+On PostgreSQL that thread also does steps 2 and 3's groundwork with its own session:
+groups are found or created (and committed) there, report ids taken and the COPY lines
+laid out, so the importing thread only looks keys up when needed and sends the lines.
 
 A row's key is its `client_id` (as in a batch), or a key derived from the row's
 content, so importing the same file again stores nothing new.
