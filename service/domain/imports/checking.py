@@ -214,18 +214,31 @@ def parse_row(number: int, cells: dict[str, str], now: datetime) -> Row | list[t
     rule_errors = check_rules(data, now)
     if rule_errors:
         return [(e["field"], e["message"]) for e in rule_errors]
+    client = str(client_id) if client_id is not None else None
+    return _row(number, client, data, group_id, site_id, label, request_fingerprint)
+
+
+def _row(
+    number: int,
+    client_id: str | None,
+    data: dict[str, Any],
+    group_id: uuid.UUID | None,
+    site_id: str | None,
+    label: str | None,
+    fingerprint_of: Callable[[dict[str, Any]], str],
+) -> Row:
+    """The Row of a sound report: named by its group, keyed by its client_id or content."""
     if group_id is not None:
         data["group_id"] = group_id
     else:
         data["site_id"] = site_id
         data["group_label"] = label
-    fingerprint = request_fingerprint(data)
-    key = str(client_id) if client_id is not None else f"import:{fingerprint}"
+    fingerprint = fingerprint_of(data)
     return Row(
         number=number,
-        key=key,
+        key=client_id if client_id is not None else f"import:{fingerprint}",
         fingerprint=fingerprint,
-        client_id=str(client_id) if client_id is not None else None,
+        client_id=client_id,
         data=data,
         group_id=group_id,
         site_id=site_id,
@@ -345,23 +358,7 @@ def quick_row(number: int, cells: dict[str, str], latest: datetime) -> Row | Non
             return None
         if note is not None:
             data["note"] = note
-
-    if group_id is not None:
-        data["group_id"] = group_id
-    else:
-        data["site_id"] = site_id
-        data["group_label"] = label
-    fingerprint = quick_fingerprint(data)
-    return Row(
-        number=number,
-        key=client_id if client_id is not None else f"import:{fingerprint}",
-        fingerprint=fingerprint,
-        client_id=client_id,
-        data=data,
-        group_id=group_id,
-        site_id=site_id,
-        group_label=label,
-    )
+    return _row(number, client_id, data, group_id, site_id, label, quick_fingerprint)
 
 
 _SADD_SORTED = [(key, f'"{key}":') for key in sorted(SADD_KEYS)]
