@@ -210,6 +210,39 @@ def test_a_file_mixing_new_rows_with_imported_ones_stores_only_the_new(app, clie
     assert len(claimed) == 6 and all(key == client_id for key, client_id in claimed)
 
 
+def test_a_reimport_in_many_chunks_stores_nothing_and_still_spots_changed_rows(app, client, auth):
+    """Once a chunk meets keys imported before, the next chunks look theirs up before
+    placing the rows (on PostgreSQL, in the checking thread): nothing is stored twice,
+    and a row whose content changed under the same client_id is still an error row."""
+    from service.domain import imports
+
+    group = create_group(client, auth.admin, CENTRE)
+    rows = [
+        {
+            "client_id": f"7d0c2a4e-8f45-4c3a-9a1d-1b2c3d4e5e{n:02d}",
+            "group_id": group["id"],
+            "observed_at": hours_ago(5 - n / 10),
+            "total": str(20 + n),
+        }
+        for n in range(7)
+    ]
+    numbered = [(n + 2, row) for n, row in enumerate(rows)]
+    with app.app_context():
+        caller = imports.system_caller("test")
+        first = imports.Importer(caller, "x.csv", chunk_size=2)
+        first.feed(numbered)
+        assert first.finish().stored == 7
+
+        changed = [*numbered[:5], (7, dict(rows[5], total="99")), numbered[6]]
+        again = imports.Importer(caller, "x.csv", chunk_size=2)
+        again.feed(changed)
+        result = again.finish()
+
+    assert (result.stored, result.already_imported, result.failed) == (0, 6, 1)
+    assert [(e.row, e.field) for e in result.errors] == [(7, "client_id")]
+    assert count_rows(app, Report) == count_rows(app, IdempotencyRecord) == 7
+
+
 def test_a_row_twice_in_one_file_is_stored_once(app, client, auth, tmp_path):
     group = create_group(client, auth.admin, CENTRE)
     row = {"group_id": group["id"], "observed_at": hours_ago(2), "total": 50}

@@ -103,6 +103,8 @@ class Prepared:
     placed: list[tuple[Placed, Lines]]
     refused: list[Refusal]
     groups_created: int
+    # Rows whose keys were found claimed before placing (a re-import), with the claim.
+    claimed: list[tuple[Row, tuple[str, int | None]]]
 
 
 # A row as checked: its number, the report or its errors, and its client_id as written.
@@ -398,6 +400,13 @@ class Importer:
         take their report ids and lay out their lines."""
         created = self._groups_created
         rows = [parsed for _, parsed, _ in chunk if isinstance(parsed, Row)]
+        claimed = []
+        if self._look_first and rows:
+            # A re-import: rows claimed already need no placing, ids or lines. (Read as
+            # the importing thread left it a chunk ago: a hint, the constraint decides.)
+            existing = self._claims([row.key for row in rows])
+            claimed = [(row, existing[row.key]) for row in rows if row.key in existing]
+            rows = [row for row in rows if row.key not in existing]
         placed, refused = self._place(rows)
         token_id = self.caller.token_id
         lines = lay_out(placed, token_id, utcnow(), self._gid_text) if placed else []
@@ -407,12 +416,15 @@ class Importer:
             placed=list(zip(placed, lines, strict=True)),
             refused=refused,
             groups_created=self._groups_created - created,
+            claimed=claimed,
         )
 
     def _store_prepared(self, prepared: Prepared) -> None:
         """`_store` for a prepared chunk: only look-ups and COPYs left to do here."""
         met_before = self._keys_met
         look_first = self._look_first
+        for row, claim in prepared.claimed:
+            self._settle(row, claim)
         if prepared.refused:
             # A row imported before is "already imported", whatever is wrong now.
             for row, name, message in self._refused_unless_claimed(prepared.refused):
