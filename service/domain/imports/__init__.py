@@ -43,7 +43,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from flask import current_app
 from sqlalchemy import select
@@ -89,6 +89,10 @@ CHUNK_SIZE = 2000
 
 # Seconds the checking thread may keep the interpreter while the importing one waits.
 SWITCH_INTERVAL = 0.0005
+
+IN_FLIGHT = (
+    "The same report is being stored by another request right now; import again in a minute."
+)
 
 # A row refused when placed: the row, the field and why.
 Refusal = tuple[Row, str, str]
@@ -254,6 +258,35 @@ def _checked_ahead(
         worker.join()
 
 
+T = TypeVar("T")
+
+
+def _itself(row: Row) -> Row:
+    return row
+
+
+def _row_of_refusal(refusal: Refusal) -> Row:
+    return refusal[0]
+
+
+def _row_of_laid_out(item: tuple[Placed, Lines]) -> Row:
+    return item[0][0]
+
+
+def _first_of_each_key(items: list[T], row_of: Callable[[T], Row]) -> tuple[list[T], list[T]]:
+    """A key twice in one chunk: the first goes now, the rest with the next round, where
+    the first's claim decides (same content: already imported)."""
+    first: dict[str, T] = {}
+    again: list[T] = []
+    for item in items:
+        key = row_of(item).key
+        if key in first:
+            again.append(item)
+        else:
+            first[key] = item
+    return list(first.values()), again
+
+
 class Importer:
     """Imports rows for one caller; `feed` as many times as needed, then `finish` once."""
 
@@ -270,11 +303,13 @@ class Importer:
         self.chunk_size = chunk_size
         self.on_progress = on_progress
         self._group_sites: dict[uuid.UUID, str | None] = {}
-        # Storing before looking is for PostgreSQL, where a taken key costs one COPY
-        # undone; elsewhere a taken key's report would have to be deleted again.
+        # PostgreSQL: chunks are prepared in the checking thread and stored before
+        # their keys are looked up (a taken key costs one COPY undone). SQLite: placed
+        # and stored here, keys looked up first (a taken key's report would have to be
+        # deleted again).
         self._prepared = db.engine.dialect.name == "postgresql"
-        self._always_look = not self._prepared
-        self._look_first = self._always_look
+        self._writer = _postgres if self._prepared else _generic
+        self._look_first = False  # PostgreSQL only: set once a chunk meets taken keys
         self._keys_met = 0
         self._labels: dict[tuple[str, str], uuid.UUID | str] = {}
         self._groups_created = 0  # by the thread that places rows
@@ -363,36 +398,14 @@ class Importer:
     # -- one chunk, one transaction --------------------------------------------------
 
     def _store(self, rows: list[Row]) -> None:
-        # While an import meets no key claimed before (a new file), its rows are stored
-        # without looking their keys up first (PostgreSQL): the claims' unique constraint
-        # still decides, and a key found taken there is settled as if looked up
-        # (`_insert`). Once a chunk meets taken keys (a re-import), the next ones look first.
-        met_before = self._keys_met
-        look_first = self._look_first
+        """A chunk on SQLite: keys looked up, rows placed and inserted, in one transaction."""
         while rows:
-            # A key twice in one chunk: the first goes now, the rest with the next round,
-            # where the first's claim decides (same content: already imported).
-            unique: dict[str, Row] = {}
-            later: list[Row] = []
-            for row in rows:
-                if row.key in unique:
-                    later.append(row)
-                else:
-                    unique[row.key] = row
-            batch = list(unique.values())
-            fresh = self._not_yet_claimed(batch) if look_first else batch
-            placed, refused = self._place(fresh)
-            if refused and not look_first:
-                # A row imported before is "already imported", whatever is wrong now.
-                refused = self._refused_unless_claimed(refused)
+            batch, rows = _first_of_each_key(rows, _itself)
+            placed, refused = self._place(self._unclaimed(batch, _itself))
             for row, name, message in refused:
                 self._fail(row, name, message)
-            stored = self._insert(placed)
+            self.result.stored += self._insert(placed, _generic.store)
             db.session.commit()
-            self.result.stored += stored
-            rows = later
-            look_first = True
-        self._look_first = self._always_look or self._keys_met > met_before
 
     def _prepare(self, chunk: list[Checked]) -> Prepared:
         """In the checking thread, with its own session: place the chunk's rows (groups
@@ -420,37 +433,23 @@ class Importer:
         )
 
     def _store_prepared(self, prepared: Prepared) -> None:
-        """`_store` for a prepared chunk: only look-ups and COPYs left to do here."""
+        """A prepared chunk on PostgreSQL: only look-ups and COPYs are left to do here.
+        While an import meets no key claimed before (a new file), rows are stored without
+        looking their keys up: the claims' unique constraint still decides (`KeyTaken`).
+        Once a chunk meets taken keys (a re-import), the next ones look first."""
         met_before = self._keys_met
-        look_first = self._look_first
         for row, claim in prepared.claimed:
             self._settle(row, claim)
-        if prepared.refused:
-            # A row imported before is "already imported", whatever is wrong now.
-            for row, name, message in self._refused_unless_claimed(prepared.refused):
-                self._fail(row, name, message)
-        todo = prepared.placed
+        # A row imported before is "already imported", whatever is wrong now.
+        for row, name, message in self._unclaimed(prepared.refused, _row_of_refusal):
+            self._fail(row, name, message)
+        todo, look_first = prepared.placed, self._look_first
         while todo:
-            unique: dict[str, tuple[Placed, Lines]] = {}
-            later: list[tuple[Placed, Lines]] = []
-            for item in todo:
-                key = item[0][0].key
-                if key in unique:
-                    later.append(item)
-                else:
-                    unique[key] = item
-            fresh = list(unique.values())
+            batch, todo = _first_of_each_key(todo, _row_of_laid_out)
             if look_first:
-                existing = self._claims(list(unique))
-                for item in fresh:
-                    row = item[0][0]
-                    if row.key in existing:
-                        self._settle(row, existing[row.key])
-                fresh = [item for item in fresh if item[0][0].key not in existing]
-            stored = self._insert_prepared(fresh)
+                batch = self._unclaimed(batch, _row_of_laid_out)
+            self.result.stored += self._insert_prepared(batch)
             db.session.commit()
-            self.result.stored += stored
-            todo = later
             look_first = True
         self._look_first = self._keys_met > met_before
 
@@ -466,32 +465,22 @@ class Importer:
             return self._insert([placed for placed, _ in items], _postgres.store_racing)
         return len(items)
 
-    def _refused_unless_claimed(self, refused: list[Refusal]) -> list[Refusal]:
-        existing = self._claims([row.key for row, _, _ in refused])
+    def _unclaimed(self, items: list[T], row_of: Callable[[T], Row]) -> list[T]:
+        """The items whose row's key is not claimed yet; the others are settled."""
+        if not items:
+            return []
+        existing = self._claims([row_of(item).key for item in items])
         left = []
-        for refusal in refused:
-            row = refusal[0]
+        for item in items:
+            row = row_of(item)
             if row.key in existing:
                 self._settle(row, existing[row.key])
             else:
-                left.append(refusal)
+                left.append(item)
         return left
 
-    def _not_yet_claimed(self, rows: list[Row]) -> list[Row]:
-        if not rows:
-            return []
-        existing = self._claims([row.key for row in rows])
-        fresh = []
-        for row in rows:
-            if row.key in existing:
-                self._settle(row, existing[row.key])
-            else:
-                fresh.append(row)
-        return fresh
-
     def _claims(self, keys: list[str]) -> dict[str, tuple[str, int | None]]:
-        writer = _postgres if db.engine.dialect.name == "postgresql" else _generic
-        return writer.claims(self.caller.token_id, keys)
+        return self._writer.claims(self.caller.token_id, keys)
 
     def _settle(self, row: Row, existing: tuple[str, int | None]) -> None:
         self._keys_met += 1
@@ -507,12 +496,7 @@ class Importer:
                 else "A different report already has this row's key.",
             )
         elif status is None:
-            self._fail(
-                row,
-                field_name,
-                "The same report is being stored by another request right now; import again "
-                "in a minute.",
-            )
+            self._fail(row, field_name, IN_FLIGHT)
         else:
             self.result.already_imported += 1
 
@@ -584,22 +568,23 @@ class Importer:
                     self._groups_created += 1
         return self._labels[key]
 
-    def _insert(self, placed: list[Placed], store: Store | None = None) -> int:
+    def _insert(self, placed: list[Placed], store: Store) -> int:
         """Store the placed rows; returns how many were stored (claimed by this import)."""
         if not placed:
             return 0
-        writer = _postgres if db.engine.dialect.name == "postgresql" else _generic
-        report_ids, claimed = (store or writer.store)(self.caller.token_id, utcnow(), placed)
+        report_ids, claimed = store(self.caller.token_id, utcnow(), placed)
         raced = [row for row, _, _ in placed if row.key not in claimed]
         if raced:
             # Claimed by another writer since our look-up (or before: no look-up was
-            # made): theirs stands, and a report stored for ours goes.
+            # made): theirs stands, and a report stored for ours goes (SQLite stores
+            # reports before it claims; PostgreSQL's `store_racing` claims first).
             stray = [report_ids[row.key] for row in raced if row.key in report_ids]
             if stray:
-                writer.discard(stray)
-            existing = self._claims([row.key for row in raced])
-            for row in raced:
-                self._settle(row, existing[row.key])
+                _generic.discard(stray)
+            # A key whose other writer has rolled back since is free again, but not
+            # stored by this import: said so, as for a claim still in flight.
+            for row in self._unclaimed(raced, _itself):
+                self._fail(row, "client_id" if row.client_id else "", IN_FLIGHT)
         return len(placed) - len(raced)
 
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 
 from service.domain.imports.checking import Row
 from service.extensions import db
@@ -19,11 +19,6 @@ from service.models import SADD_KEYS, VULNERABLE_KEYS, IdempotencyRecord, Report
 _reports = Report.__table__
 _needs = ReportNeed.__table__
 _claims = IdempotencyRecord.__table__
-
-
-def _insert(table: Any) -> Any:
-    dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
 
 
 Placed = tuple[Row, uuid.UUID, str]
@@ -99,7 +94,7 @@ class _GenericWriter:
         self, token_id: int | None, claims: list[dict[str, Any]], claimed_at: datetime
     ) -> set[str]:
         rows = db.session.execute(
-            _insert(_claims)
+            sqlite.insert(_claims)
             .on_conflict_do_nothing(index_elements=["token_id", "key"])
             .returning(_claims.c.key),
             [
@@ -235,7 +230,7 @@ def lay_out(
     return lines
 
 
-class _PostgresWriter(_GenericWriter):
+class _PostgresWriter:
     """The same writes on PostgreSQL with COPY, straight into the tables (every index,
     check constraint and foreign key applies to COPY as to INSERT).
 
@@ -349,51 +344,6 @@ class _PostgresWriter(_GenericWriter):
             {"keys": keys, "token_id": token_id},
         )
         return {key: (fingerprint, status) for key, fingerprint, status in found}
-
-    def claim(
-        self, token_id: int | None, claims: list[dict[str, Any]], claimed_at: datetime
-    ) -> set[str]:
-        rows = db.session.execute(
-            text(
-                "INSERT INTO idempotency_records (token_id, key, fingerprint, claimed_at, "
-                "report_id, response_status) "
-                "SELECT :token_id, u.key, u.fingerprint, :claimed_at, u.report_id, 201 "
-                "FROM json_to_recordset(CAST(:rows AS json)) "
-                "AS u(key text, fingerprint text, report_id integer) "
-                "ON CONFLICT (token_id, key) DO NOTHING RETURNING key"
-            ),
-            {"token_id": token_id, "claimed_at": claimed_at, "rows": _json(claims)},
-        )
-        return set(rows.scalars())
-
-    def reports(self, values: list[dict[str, Any]]) -> dict[str, int]:
-        names = ", ".join(name for name, _ in _REPORT_COLUMNS)
-        first = values[0]
-        rows = db.session.execute(
-            text(
-                f"INSERT INTO reports ({names}, received_at, token_id) "
-                f"SELECT {names}, :received_at, :token_id "
-                f"FROM json_to_recordset(CAST(:rows AS json)) AS u({_recordset(_REPORT_COLUMNS)}) "
-                "RETURNING id, client_id"
-            ),
-            {
-                "rows": _json(values),
-                "received_at": first["received_at"],
-                "token_id": first["token_id"],
-            },
-        )
-        return {key: report_id for report_id, key in rows}
-
-    def needs(self, values: list[dict[str, Any]]) -> None:
-        db.session.execute(
-            text(
-                "INSERT INTO report_needs (report_id, sector, severity, note) "
-                "SELECT report_id, sector, severity, note FROM json_to_recordset("
-                "CAST(:rows AS json)) AS u(report_id integer, sector text, severity integer, "
-                "note text)"
-            ),
-            {"rows": _json(values)},
-        )
 
 
 _generic = _GenericWriter()
