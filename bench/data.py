@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 
 import click
@@ -25,6 +24,7 @@ from psycopg import sql
 from service import create_app
 from service.extensions import db
 from service.models import NEEDS_SECTORS, SADD_KEYS
+from tests.backends import postgres_database
 
 ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -36,24 +36,9 @@ MOVED_GROUP = 2
 DEPARTED_EVERY = 20
 
 
-def database_url(name: str) -> str:
-    base, _, _ = ADMIN_URL.rpartition("/")
-    return f"{base}/{name}"
-
-
-@contextmanager
-def throwaway_database() -> Iterator[str]:
-    """A new, empty database; dropped at the end, on errors and on Ctrl-C alike."""
-    name = f"bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield database_url(name)
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+def throwaway_database() -> AbstractContextManager[str]:
+    """A new, empty database for one benchmark run; dropped at the end."""
+    return postgres_database(ADMIN_URL, prefix="bench")
 
 
 @contextmanager

@@ -25,21 +25,19 @@ def on_services() -> bool:
     return BACKEND == "services"
 
 
-def postgres_url(database: str) -> str:
-    base, _, _ = POSTGRES_ADMIN_URL.rpartition("/")
-    return f"{base}/{database}"
-
-
 @contextmanager
-def postgres_database() -> Iterator[str]:
-    """A new, empty PostgreSQL database for this run; dropped afterwards."""
-    name = f"nt_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+def postgres_database(
+    admin_url: str = POSTGRES_ADMIN_URL, prefix: str = "nt_test"
+) -> Iterator[str]:
+    """A new, empty PostgreSQL database (created through `admin_url`); dropped at the end,
+    on errors and on Ctrl-C alike. The benchmarks use it too."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        yield postgres_url(name)
+        yield f"{admin_url.rpartition('/')[0]}/{name}"
     finally:
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
