@@ -144,6 +144,13 @@ def test_refused_request_frees_its_key_for_a_corrected_resend(app, client, auth)
     with app.app_context():
         assert db.session.execute(select(func.count()).select_from(IdempotencyRecord)).scalar() == 0
 
+    # Corrected (a group at the token's own site), sent again with the same key: stored,
+    # not answered as a replay nor refused as "the key was used for another body".
+    mine = create_group(client, auth.admin, "stepanakert-centre")
+    resent = client.post("/api/v1/reports", json=report_body(mine["id"]), headers=centre | key)
+    assert resent.status_code == 201, resent.get_json()
+    assert "Idempotent-Replayed" not in resent.headers
+
 
 def test_header_and_client_id_must_agree(app, client, auth):
     headers = auth.admin
