@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 
 @shared_task(
-    name="summaries.build",
+    name=summaries.BUILD_TASK,
     # A database that is restarting or briefly unreachable: try again, backing off.
     autoretry_for=(OperationalError,),
     retry_backoff=2,

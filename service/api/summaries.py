@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from flask import Response, current_app, jsonify, request
+from flask import Response, jsonify, request
 from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 
@@ -27,7 +27,6 @@ blp = Blueprint(
 log = logging.getLogger(__name__)
 
 FORMATS = {"json": "application/json", "csv": "text/csv", "hxl": "application/vnd.hxl+csv"}
-BUILD_TASK = "summaries.build"
 
 
 class SummaryRequestIn(Schema):
@@ -69,19 +68,6 @@ class SummaryOut(Schema):
     flags = fields.List(fields.Dict())
 
 
-def enqueue_build(summary_id: uuid.UUID) -> None:
-    """Hand the build to a worker. If the broker is down the summary stays pending in the
-    database, and the periodic sweep hands it out when the broker is back."""
-    try:
-        current_app.extensions["celery"].send_task(BUILD_TASK, args=[str(summary_id)])
-    except Exception as exc:  # noqa: BLE001 - any broker failure: the sweep catches up
-        log.warning(
-            "broker unavailable; summary left for the sweep",
-            extra={"summary_id": str(summary_id), "error_type": type(exc).__name__},
-        )
-        domain.leave_for_sweep(summary_id)
-
-
 @blp.route("")
 class Summaries(MethodView):
     @blp.arguments(SummaryQueryArgs, location="query")
@@ -104,7 +90,7 @@ class Summaries(MethodView):
     def post(self, data: dict[str, Any]) -> Response:
         """Ask for a summary now, or as of a past moment. Poll the `Location` until `ready`."""
         summary = domain.request_summary(current_caller().token_id, data.get("as_of"))
-        enqueue_build(summary.id)
+        domain.hand_out(summary.id)
         response = jsonify(SummaryBrief().dump(summary))
         response.status_code = 202
         response.headers["Location"] = f"/api/v1/summaries/{summary.id}"
@@ -117,12 +103,7 @@ class LatestSummary(MethodView):
     @blp.response(200, SummaryOut)
     def get(self, args: dict[str, Any]) -> Response:
         """The newest ready summary by `as_of`. `?format=json|csv|hxl`, ETag for cheap polling."""
-        summary = db.session.execute(
-            db.select(Summary)
-            .where(Summary.status == SummaryStatus.ready)
-            .order_by(Summary.as_of.desc(), Summary.generated_at.desc())
-            .limit(1)
-        ).scalar_one_or_none()
+        summary = domain.latest_ready()
         if summary is None:
             raise Problem(404, "No summary is ready yet; ask for one with POST /api/v1/summaries.")
         return represent(summary, args.get("format"), cache="private, no-cache")

@@ -182,15 +182,6 @@ def _ready() -> Any:
     return select(Summary).where(Summary.status == SummaryStatus.ready)
 
 
-def shown_summary(at: datetime | None) -> Summary | None:
-    query = _ready()
-    if at is not None:
-        query = query.where(Summary.as_of <= at)
-    return db.session.execute(
-        query.order_by(Summary.as_of.desc(), Summary.generated_at.desc()).limit(1)
-    ).scalar_one_or_none()
-
-
 def neighbour(summary: Summary, later: bool) -> Summary | None:
     if later:
         query = _ready().where(Summary.as_of > summary.as_of).order_by(Summary.as_of)
@@ -276,7 +267,7 @@ def history_chart(summary: Summary, document: dict[str, Any]) -> charts.LineChar
 def overview() -> Any:
     caller: Caller = g.caller
     at = _moment(request.args.get("at"))
-    summary = shown_summary(at)
+    summary = summaries_domain.latest_ready(at)
     refresh = current_app.config["DASHBOARD_REFRESH_SECONDS"] if at is None else None
     context: dict[str, Any] = {
         "caller": caller,
@@ -320,12 +311,11 @@ def overview() -> Any:
 @blp.post("/request-summary")
 def request_summary() -> Response:
     """Ask for a summary as of now (coordinators, admins); a worker builds it."""
-    from service.api.summaries import enqueue_build
 
     caller: Caller = g.caller
     caller.require_role(Role.admin, Role.coordinator)
     summary = summaries_domain.request_summary(caller.token_id)
-    enqueue_build(summary.id)
+    summaries_domain.hand_out(summary.id)
     flash(
         f"A summary as of {summary.as_of:%d %b %Y %H:%M} UTC was requested; it shows here "
         "when a worker has built it."

@@ -26,7 +26,7 @@ from service.domain import mail, summaries
 from service.domain.subscriptions import find_subscription, unsubscribe_url
 from service.errors import Problem
 from service.extensions import db
-from service.models import Delivery, DeliveryStatus, Role, Subscription, Summary, SummaryStatus
+from service.models import Delivery, DeliveryStatus, Role, Subscription, Summary
 from service.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -55,16 +55,6 @@ class Outcome:
     retry_in: int | None = None
 
 
-def latest_ready() -> Summary | None:
-    """The newest ready summary by `as_of`, as GET /api/v1/summaries/latest answers."""
-    return db.session.execute(
-        select(Summary)
-        .where(Summary.status == SummaryStatus.ready)
-        .order_by(Summary.as_of.desc(), Summary.generated_at.desc())
-        .limit(1)
-    ).scalar_one_or_none()
-
-
 def delivery_state(delivery: Delivery) -> dict[str, Any]:
     return {
         "subscription_id": str(delivery.subscription_id),
@@ -79,7 +69,7 @@ def request_send(caller: Caller, subscription_id: uuid.UUID) -> Delivery:
     """A delivery of the latest ready summary, now (POST .../send)."""
     caller.require_role(Role.admin)
     subscription = find_subscription(subscription_id)
-    summary = latest_ready()
+    summary = summaries.latest_ready()
     if summary is None:
         raise Problem(
             409, "No summary is ready yet; ask for one with POST /api/v1/summaries, then send."
@@ -160,7 +150,7 @@ def attempt(delivery_id: uuid.UUID, now: datetime | None = None) -> Outcome:
         return _finish(delivery, DeliveryStatus.failed, error.strip())
 
     if delivery.summary_id is None:
-        summary = latest_ready()
+        summary = summaries.latest_ready()
         if _wait_for_period_summary(delivery, summary, now):
             delivery.next_attempt_at = now + timedelta(seconds=WAIT_STEP_SECONDS)
             delivery.claimed_until = None

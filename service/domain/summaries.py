@@ -8,8 +8,6 @@ and the row lock plus the `pending` check make a second build a no-op.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import uuid
@@ -20,13 +18,16 @@ from flask import current_app
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from service.domain import aggregation
+from service.domain import aggregation, idempotency
 from service.errors import Problem
 from service.extensions import db
 from service.models import Site, Summary, SummaryStatus
 from service.types import utcnow
 
 log = logging.getLogger(__name__)
+
+# The Celery task that builds a summary (workers/tasks.py registers it by this name).
+BUILD_TASK = "summaries.build"
 
 MAX_ATTEMPTS = 5
 
@@ -130,7 +131,7 @@ def build(summary_id: uuid.UUID) -> bool:
         db.session.rollback()
         raise
     summary.document = document
-    summary.etag = document_etag(document)
+    summary.etag = idempotency.fingerprint(document)  # canonical JSON, hashed
     summary.generated_at = datetime.fromisoformat(document["generated_at"])
     summary.status = SummaryStatus.ready
     db.session.commit()
@@ -138,11 +139,30 @@ def build(summary_id: uuid.UUID) -> bool:
     return True
 
 
-def leave_for_sweep(summary_id: uuid.UUID) -> None:
-    """The broker refused the build: let the next sweep hand it out at once."""
-    db.session.rollback()
-    db.session.execute(update(Summary).where(Summary.id == summary_id).values(enqueued_at=None))
-    db.session.commit()
+def hand_out(summary_id: uuid.UUID) -> None:
+    """Hand the build to a worker. If the broker is down the summary stays pending in the
+    database, and the periodic sweep hands it out when the broker is back."""
+    try:
+        current_app.extensions["celery"].send_task(BUILD_TASK, args=[str(summary_id)])
+    except Exception as exc:  # noqa: BLE001 - any broker failure: the sweep catches up
+        log.warning(
+            "broker unavailable; summary left for the sweep",
+            extra={"summary_id": str(summary_id), "error_type": type(exc).__name__},
+        )
+        db.session.rollback()
+        db.session.execute(update(Summary).where(Summary.id == summary_id).values(enqueued_at=None))
+        db.session.commit()
+
+
+def latest_ready(at: datetime | None = None) -> Summary | None:
+    """The newest ready summary by `as_of` (at or before `at`, when given): what
+    GET /api/v1/summaries/latest, the dashboard and the email reports show."""
+    query = select(Summary).where(Summary.status == SummaryStatus.ready)
+    if at is not None:
+        query = query.where(Summary.as_of <= at)
+    return db.session.execute(
+        query.order_by(Summary.as_of.desc(), Summary.generated_at.desc()).limit(1)
+    ).scalar_one_or_none()
 
 
 def mark_failed(summary_id: uuid.UUID, reason: str) -> None:
@@ -153,11 +173,6 @@ def mark_failed(summary_id: uuid.UUID, reason: str) -> None:
         .values(status=SummaryStatus.failed, error=reason[:2000])
     )
     db.session.commit()
-
-
-def document_etag(document: dict[str, Any]) -> str:
-    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def sphere_needs(people: int) -> dict[str, float | int]:
