@@ -95,12 +95,25 @@ def authenticate() -> None:
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise _unauthorized("Send your token as 'Authorization: Bearer <token>'.")
-    token = db.session.execute(
-        db.select(ApiToken).where(ApiToken.secret_hash == hash_token(secret.strip()))
-    ).scalar_one_or_none()
-    if token is None or (token.revoked_at is not None and token.revoked_at <= utcnow()):
+    caller = caller_for_secret(secret.strip())
+    if caller is None:
         raise _unauthorized("This token is unknown or revoked. Ask the coordination lead for one.")
-    g.caller = Caller(
+    g.caller = caller
+
+
+def caller_for_secret(secret: str) -> Caller | None:
+    """Who holds this bearer secret, if it names a live token (the API and the sign-in)."""
+    token = db.session.execute(
+        db.select(ApiToken).where(ApiToken.secret_hash == hash_token(secret))
+    ).scalar_one_or_none()
+    return caller_for_token(token)
+
+
+def caller_for_token(token: ApiToken | None) -> Caller | None:
+    """The caller a token stands for, or None when there is none or it is revoked."""
+    if token is None or (token.revoked_at is not None and token.revoked_at <= utcnow()):
+        return None
+    return Caller(
         token_id=token.id, name=token.name, role=token.role, site_ids=frozenset(token.site_ids)
     )
 

@@ -35,7 +35,7 @@ from markupsafe import Markup
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from service.auth import Caller, hash_token
+from service.auth import Caller, caller_for_secret, caller_for_token
 from service.dashboard import charts
 from service.domain import history
 from service.domain import imports as importing
@@ -43,7 +43,6 @@ from service.domain import summaries as summaries_domain
 from service.errors import Problem
 from service.extensions import csrf, db
 from service.models import ApiToken, Group, Role, Summary, SummaryStatus
-from service.types import utcnow
 
 blp = Blueprint("dashboard", __name__)
 
@@ -76,12 +75,7 @@ def signed_in_caller() -> Caller | None:
     token_id = session.get("token_id")
     if not isinstance(token_id, int):
         return None
-    token = db.session.get(ApiToken, token_id)
-    if token is None or (token.revoked_at is not None and token.revoked_at <= utcnow()):
-        return None
-    return Caller(
-        token_id=token.id, name=token.name, role=token.role, site_ids=frozenset(token.site_ids)
-    )
+    return caller_for_token(db.session.get(ApiToken, token_id))
 
 
 @blp.before_request
@@ -140,19 +134,15 @@ def sign_in() -> Any:
     if request.method == "GET":
         return render_template("dashboard/sign_in.html", next=request.args.get("next"))
     secret = (request.form.get("token") or "").strip()
-    token = None
-    if secret and len(secret) <= 200:
-        token = db.session.execute(
-            select(ApiToken).where(ApiToken.secret_hash == hash_token(secret))
-        ).scalar_one_or_none()
-    if token is None or (token.revoked_at is not None and token.revoked_at <= utcnow()):
+    caller = caller_for_secret(secret) if secret and len(secret) <= 200 else None
+    if caller is None:
         return render_template(
             "dashboard/sign_in.html",
             next=request.form.get("next"),
             error="This token is unknown or revoked. Ask the coordination lead for one.",
         ), 401
     session.clear()
-    session["token_id"] = token.id
+    session["token_id"] = caller.token_id
     return redirect(safe_next(request.form.get("next")), 303)
 
 
