@@ -153,7 +153,5 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     ):
         if config[name] < 1:
             raise ValueError(f"{name} must be at least 1, got {config[name]}")
-    config.update(overrides)
-    if "DATABASE_URL" in overrides:
-        config["SQLALCHEMY_DATABASE_URI"] = database_url(overrides["DATABASE_URL"])
+    config.update(overrides)  # DATABASE_URL from overrides is already in the URI above
     return config

@@ -204,13 +204,10 @@ def demo() -> None:
             advance(done)
 
         built, total = replay.build_summaries(step)
-    result = replay.DemoResult(created, applied, imported, built, total)
-    imported = result.imported
     click.echo(
-        f"groups: {result.groups_created} registered; moves and departures: "
-        f"{result.events_applied} recorded; head counts: {imported.stored:,} stored, "
-        f"{imported.already_imported:,} already there, {imported.failed:,} failed; "
-        f"summaries: {result.summaries_built} built of {result.summaries_total}."
+        f"groups: {created} registered; moves and departures: {applied} recorded; "
+        f"head counts: {imported.stored:,} stored, {imported.already_imported:,} already "
+        f"there, {imported.failed:,} failed; summaries: {built} built of {total}."
     )
     click.echo(
         "Open the dashboard and sign in with a token (needs-tracker token create --role "

@@ -48,15 +48,6 @@ class Event:
     changes: dict[str, Any]
 
 
-@dataclass
-class DemoResult:
-    groups_created: int
-    events_applied: int
-    imported: ImportResult
-    summaries_built: int
-    summaries_total: int
-
-
 def demo_groups() -> list[dict[str, str]]:
     with GROUPS_CSV.open(newline="", encoding="utf-8") as stream:
         return list(csv.DictReader(stream))
@@ -180,18 +171,6 @@ def prepare() -> Caller:
     seed_sites(OPERATOR)
     db.session.commit()
     return system_caller(TOKEN_NAME)
-
-
-def load(
-    on_import: Callable[[ImportResult], None] | None = None,
-    on_summary: Callable[[int], None] | None = None,
-) -> DemoResult:
-    caller = prepare()
-    groups = demo_groups()
-    created = register_groups(caller, groups)
-    imported, applied = replay_reports(caller, events(groups), on_import)
-    built, total = build_summaries(on_summary)
-    return DemoResult(created, applied, imported, built, total)
 
 
 def replay_rows() -> int:

@@ -12,8 +12,6 @@ from service.errors import Problem
 from service.extensions import db
 from service.models import Group, GroupMove, GroupStatusChange, Site
 
-GROUP_FIELDS = ("site_id", "label", "origin", "status")
-
 
 def group_state(group: Group) -> dict[str, Any]:
     return {
