@@ -8,6 +8,9 @@ from celery import Celery, Task
 from celery.schedules import crontab
 from flask import Flask
 
+# A task is killed after this long; deliveries hold their claim exactly as long.
+TASK_TIME_LIMIT_SECONDS = 900
+
 
 def celery_init_app(app: Flask) -> Celery:
     class FlaskTask(Task):
@@ -45,7 +48,7 @@ def celery_settings(app: Flask) -> dict[str, object]:
         # - Redis re-delivers an unacknowledged task after the visibility timeout (set
         #   below); it must be longer than the longest task (the hard limit here);
         "task_soft_time_limit": 600,
-        "task_time_limit": 900,
+        "task_time_limit": TASK_TIME_LIMIT_SECONDS,
         # - with the broker down, publishing gives up quickly: the request has already
         #   stored its work in the database, and the sweep below hands it out later.
         "broker_connection_timeout": 3,

@@ -22,6 +22,7 @@ from sqlalchemy import or_, select, update
 
 from service import audit
 from service.auth import Caller
+from service.celery_app import TASK_TIME_LIMIT_SECONDS
 from service.domain import mail, summaries
 from service.domain.subscriptions import find_subscription, unsubscribe_url
 from service.errors import Problem
@@ -34,9 +35,9 @@ log = logging.getLogger(__name__)
 TASK = "deliveries.send"
 # Six tries: the first, then after 2, 4, 8, 16 and 32 minutes (DELIVERY_RETRY_SECONDS=60).
 MAX_ATTEMPTS = 6
-# Longer than a send can run: the worker's hard time limit (task_time_limit in
-# service/celery_app.py). No second worker takes a delivery while the first may be in it.
-CLAIM = timedelta(seconds=900)
+# Longer than a send can run: the worker's hard time limit. No second worker takes a
+# delivery while the first may be in it.
+CLAIM = timedelta(seconds=TASK_TIME_LIMIT_SECONDS)
 # A retry whose task arrives a little early (clocks of two machines) still runs.
 EARLY = timedelta(seconds=30)
 # A queued or retrying delivery this long past its time was lost: hand it out again.
