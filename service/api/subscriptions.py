@@ -12,12 +12,12 @@ from flask import Response, jsonify
 from flask.views import MethodView
 from marshmallow import Schema, ValidationError, fields, validate
 
+from service.api.fields import SiteId
 from service.api.pagination import QueryPage
 from service.api.parsing import Blueprint
 from service.auth import current_caller, requires
 from service.domain import deliveries
 from service.domain import subscriptions as domain
-from service.domain.sites import SLUG
 from service.errors import Problem
 from service.extensions import db
 from service.models import Delivery, DeliveryStatus, Role, Subscription
@@ -108,12 +108,7 @@ class SubscriptionIn(Schema):
         required=True, metadata={"description": "IANA time zone name.", "example": "Asia/Yerevan"}
     )
     site_ids = fields.List(
-        fields.String(
-            validate=[
-                validate.Length(min=2, max=64),
-                validate.Regexp(SLUG, error="Use a site id: lowercase letters, digits, hyphens."),
-            ]
-        ),
+        SiteId(),
         load_default=list,
         validate=validate.Length(max=200),
         metadata={"description": "The sites the reports cover; empty or left out: all sites."},
