@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, select
 
@@ -31,14 +32,23 @@ class CurrentCount:
 def latest_report_id(as_of: datetime | None = None, offset: int = 0) -> ColumnElement[int]:
     """The id of the group's latest report by T (`offset=1`: the one before it),
     correlated to the enclosing query's `groups` row."""
-    query = select(Report.id).where(Report.group_id == Group.id)
+    return latest_report(Report.id, Group.id, as_of, offset)
+
+
+def latest_report(
+    value: Any, group_id: Any, as_of: Any = None, offset: int = 0
+) -> ColumnElement[Any]:
+    """The counting rule as a correlated subquery: `value` of the latest report of the
+    group `group_id` (a column of the enclosing query) observed at or before `as_of` (a
+    moment or a column), ties to the report received last."""
+    query = select(value).where(Report.group_id == group_id)
     if as_of is not None:
         query = query.where(Report.observed_at <= as_of)
     return (
         query.order_by(Report.observed_at.desc(), Report.id.desc())
         .offset(offset)
         .limit(1)
-        .correlate(Group)
+        .correlate_except(Report)
         .scalar_subquery()
     )
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import or_, select
 
+from service.domain.counting import latest_report
 from service.extensions import db
 from service.models import GroupStatus, GroupStatusChange, Report, Summary, SummaryStatus
 
@@ -80,14 +81,7 @@ def departures_timeline(until: datetime) -> list[tuple[datetime, int]]:
     """Each change of a group into (or out of) `departed` up to `until`, with the people
     it carried: the group's latest count at that moment (minus, when undone)."""
     change = GroupStatusChange
-    people = (
-        select(Report.total)
-        .where(Report.group_id == change.group_id, Report.observed_at <= change.changed_at)
-        .order_by(Report.observed_at.desc(), Report.id.desc())
-        .limit(1)
-        .correlate(change)
-        .scalar_subquery()
-    )
+    people = latest_report(Report.total, change.group_id, change.changed_at)
     rows = db.session.execute(
         select(change.changed_at, change.to_status, people)
         .where(
