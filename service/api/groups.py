@@ -64,7 +64,7 @@ class GroupQueryArgs(Schema):
     status = fields.Enum(GroupStatus, by_value=True)
 
 
-def with_counts(groups: Sequence[Group]) -> list[dict[str, Any]]:
+def with_counts(groups: Sequence[Group], *, moves: bool = False) -> list[dict[str, Any]]:
     counts = current_counts([g.id for g in groups])
     views = []
     for group in groups:
@@ -80,9 +80,10 @@ def with_counts(groups: Sequence[Group]) -> list[dict[str, Any]]:
                 "last_observed_at": count.observed_at if count else None,
                 "created_at": group.created_at,
                 "updated_at": group.updated_at,
-                "moves": group.moves,
             }
         )
+        if moves:  # one group's page shows its site history; lists do not
+            views[-1]["moves"] = group.moves
     return views
 
 
@@ -114,7 +115,7 @@ class Groups(MethodView):
         """Register a group at a site (a coordinator of that site, or an admin)."""
         group = domain.create_group(current_caller(), data)
         db.session.commit()
-        return with_counts([group])[0]
+        return with_counts([group], moves=True)[0]
 
 
 @blp.route("/<uuid:group_id>")
@@ -122,7 +123,7 @@ class GroupById(MethodView):
     @blp.response(200, GroupDetailOut)
     def get(self, group_id: uuid.UUID) -> dict[str, Any]:
         """One group, with its current count and site history."""
-        return with_counts([domain.get_group(group_id)])[0]
+        return with_counts([domain.get_group(group_id)], moves=True)[0]
 
     @requires(Role.admin, Role.coordinator)
     @blp.arguments(GroupPatch)
@@ -131,4 +132,4 @@ class GroupById(MethodView):
         """Change a group; a new `site_id` moves it (the move is kept in its history)."""
         group = domain.update_group(current_caller(), group_id, changes)
         db.session.commit()
-        return with_counts([group])[0]
+        return with_counts([group], moves=True)[0]

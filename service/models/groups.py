@@ -35,8 +35,10 @@ class Group(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
+    # Loaded when read (a group's own page, a move): not with every group, so a report's
+    # POST and a page of groups do not pay a query for it.
     moves: Mapped[list[GroupMove]] = relationship(
-        back_populates="group", order_by="GroupMove.moved_at", cascade="all", lazy="selectin"
+        back_populates="group", order_by="GroupMove.moved_at", cascade="all"
     )
 
 
