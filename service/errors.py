@@ -63,6 +63,21 @@ def problem_response(
     errors: list[dict[str, str]] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
+    body = problem_body(status, detail, title=title, errors=errors)
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def problem_body(
+    status: int,
+    detail: str | None,
+    *,
+    title: str | None = None,
+    errors: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    """An RFC 9457 problem document (also each failed item of a batch)."""
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": title or _title(status),
@@ -71,10 +86,7 @@ def problem_response(
     }
     if errors:
         body["errors"] = errors
-    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
-    return response
+    return body
 
 
 def _title(status: int) -> str:

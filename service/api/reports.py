@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from http import HTTPStatus
 from typing import Any
 
 from flask import Response, current_app, jsonify, request
@@ -15,7 +14,7 @@ from service.api.pagination import QueryPage
 from service.api.parsing import Blueprint
 from service.auth import current_caller, requires
 from service.domain import reports as domain
-from service.errors import Problem, field_errors
+from service.errors import Problem, field_errors, problem_body
 from service.extensions import db
 from service.models import NEEDS_SECTORS, Report, Role
 
@@ -244,20 +243,12 @@ def submit_item(caller: Any, index: int, item: Any) -> dict[str, Any]:
                 "The report has invalid fields; see errors.",
                 errors=field_errors(exc.messages),
             ) from None
-        key = str(data["client_id"]) if data.get("client_id") else None
-        outcome = domain.submit_report(caller, data, key, render)
+        outcome = domain.submit_report(caller, data, idempotency_key(data, None), render)
     except Problem as problem:
-        result.update(status=problem.code, report=None, problem=_problem_body(problem))
+        body = problem_body(
+            problem.code or 422, problem.description, title=problem.title, errors=problem.errors
+        )
+        result.update(status=problem.code, report=None, problem=body)
         return result
     result.update(status=200 if outcome.replayed else outcome.status, report=outcome.body)
     return result
-
-
-def _problem_body(problem: Problem) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "title": problem.title or HTTPStatus(problem.code or 422).phrase,
-        "detail": problem.description,
-    }
-    if problem.errors:
-        body["errors"] = problem.errors
-    return body
