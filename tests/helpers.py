@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -116,3 +118,58 @@ def at_once(count: int, target: Callable[[], object]) -> None:
         thread.start()
     for thread in threads:
         thread.join()
+
+
+def post_report(
+    client: FlaskClient, headers: dict[str, str], group_id: str, total: int, hours: float, **fields
+) -> dict[str, Any]:
+    """A head count of `total` observed `hours` ago, stored (201) through the API."""
+    response = client.post(
+        "/api/v1/reports",
+        json=report_body(group_id, total, hours_ago(hours), **fields),
+        headers=headers,
+    )
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def wait_for(check: Callable[[], object], timeout: float = 30, every: float = 0.2) -> Any:
+    """`check()`'s first truthy answer, asked every `every` seconds for up to `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(every)
+
+
+def summary_now(
+    app: Any,
+    client: FlaskClient,
+    headers: dict[str, str],
+    as_of: str | None = None,
+    *,
+    build_here: bool = False,
+) -> dict[str, Any]:
+    """Ask for a summary through the API and wait until it is ready: built by the test's
+    worker, or here as a worker would (`build_here`; when a worker is running too,
+    whichever gets there first builds it and the other has nothing to do)."""
+    from service.domain import summaries
+
+    response = client.post(
+        "/api/v1/summaries", json={"as_of": as_of} if as_of else {}, headers=headers
+    )
+    assert response.status_code == 202, response.get_json()
+    if build_here:
+        with app.app_context():
+            summaries.build(uuid.UUID(response.get_json()["id"]))
+    location = response.headers["Location"]
+
+    def built() -> dict[str, Any] | None:
+        document = client.get(location, headers=headers).get_json()
+        return None if document["status"] == "pending" else document
+
+    document = wait_for(built, every=0.1)
+    assert document["status"] == "ready", document
+    return document

@@ -10,8 +10,7 @@ import re
 import pytest
 
 from tests import browser
-from tests.helpers import AIRPORT, CENTRE, create_group, hours_ago
-from tests.test_dashboard import post_report, summary_now
+from tests.helpers import AIRPORT, CENTRE, create_group, hours_ago, post_report, summary_now
 
 
 @pytest.fixture
@@ -22,10 +21,10 @@ def situation(app, client, auth, tmp_path):
     hangar = create_group(client, admin, AIRPORT, label="Hangar 1 families")
     school = create_group(client, admin, CENTRE, label="School 5 families")
     post_report(client, admin, hangar["id"], 4800, 30)
-    summary_now(app, client, admin, as_of=hours_ago(26))
+    summary_now(app, client, admin, as_of=hours_ago(26), build_here=True)
     post_report(client, admin, hangar["id"], 715, 2)
     post_report(client, admin, school["id"], 1250, 1)
-    latest = summary_now(app, client, admin)
+    latest = summary_now(app, client, admin, build_here=True)
     with (
         browser.live_server(app.config["DATABASE_URL"], tmp_path / "web") as base,
         browser.chromium() as chromium,

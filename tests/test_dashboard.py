@@ -10,36 +10,24 @@ import base64
 import io
 import json
 import re
-import uuid
 import zlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from service.dashboard import charts
-from service.domain import summaries
 from service.models import Report, Summary
-from tests.helpers import AIRPORT, CENTRE, count_rows, create_group, hours_ago, report_body
+from tests.helpers import (
+    AIRPORT,
+    CENTRE,
+    count_rows,
+    create_group,
+    hours_ago,
+    post_report,
+    summary_now,
+)
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def post_report(client, headers, group_id, total, hours):
-    response = client.post(
-        "/api/v1/reports", json=report_body(group_id, total, hours_ago(hours)), headers=headers
-    )
-    assert response.status_code == 201, response.get_json()
-
-
-def summary_now(app, client, headers, as_of: str | None = None) -> dict:
-    """Ask for a summary through the API and build it in-process, as a worker would."""
-    response = client.post(
-        "/api/v1/summaries", json={"as_of": as_of} if as_of else {}, headers=headers
-    )
-    assert response.status_code == 202, response.get_json()
-    with app.app_context():
-        assert summaries.build(uuid.UUID(response.get_json()["id"]))
-    return client.get(response.headers["Location"], headers=headers).get_json()
 
 
 def csrf_token(client, path: str = "/sign-in") -> str:
@@ -71,7 +59,7 @@ def a_situation(app, client, auth):
     post_report(client, admin, hangar["id"], 715, 2)
     post_report(client, admin, school["id"], 300, 1)
     post_report(client, admin, quiet["id"], 40, 9)  # stale: flagged with its group
-    return summary_now(app, client, admin)
+    return summary_now(app, client, admin, build_here=True)
 
 
 def test_pages_ask_for_sign_in_first(client):
@@ -273,9 +261,9 @@ def test_the_api_takes_no_cookie_and_needs_no_csrf_token(app, auth):
 def test_a_past_summary_is_shown_by_its_moment(app, client, auth):
     group = create_group(client, auth.admin, AIRPORT)
     post_report(client, auth.admin, group["id"], 5000, 30)
-    past = summary_now(app, client, auth.admin, as_of=hours_ago(24))
+    past = summary_now(app, client, auth.admin, as_of=hours_ago(24), build_here=True)
     post_report(client, auth.admin, group["id"], 715, 1)
-    summary_now(app, client, auth.admin)
+    summary_now(app, client, auth.admin, build_here=True)
     reader = signed_in(app, auth.token("reader"))
 
     moment = datetime.fromisoformat(past["as_of"]) + timedelta(minutes=5)

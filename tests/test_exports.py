@@ -10,8 +10,7 @@ import pytest
 
 from service.domain import summaries
 from service.domain.exports import neutralise
-from tests.helpers import AIRPORT, CENTRE, SADD_40, create_group
-from tests.test_summaries import post_report, summary_now
+from tests.helpers import AIRPORT, CENTRE, SADD_40, create_group, post_report, summary_now
 
 pytestmark = pytest.mark.usefixtures("module_worker")
 

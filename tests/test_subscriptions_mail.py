@@ -15,7 +15,7 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 
 from service.auth import OPERATOR
-from service.domain import deliveries, subscriptions, summaries
+from service.domain import deliveries, subscriptions
 from service.extensions import db
 from service.models import Delivery, DeliveryStatus
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, OUTPUT, require_chromium
@@ -28,35 +28,18 @@ from tests.helpers import (
     at_once,
     audit_events,
     create_group,
+    post_report,
+    summary_now,
+    wait_for,
 )
 from tests.smtp import SmtpServer, accept_login, self_signed_certificate, server_tls_context
 from tests.test_subscriptions import EMAIL, deliveries_of, set_watermark, subscribe
-from tests.test_summaries import post_report
-from tests.test_workers import wait_for
 
 
 @pytest.fixture
 def app(make_app, smtp_server):
     """The app sends through the test's SMTP server; retries come after 2, 4, 8... seconds."""
     return make_app(**smtp_server.settings, DELIVERY_RETRY_SECONDS=1)
-
-
-def summary_now(app, client, admin) -> dict:
-    """Ask for a summary through the API and build it here, as a worker would (whichever
-    of this and the test's worker gets there first builds it; the other has nothing to do)."""
-    response = client.post("/api/v1/summaries", json={}, headers=admin)
-    assert response.status_code == 202, response.get_json()
-    with app.app_context():
-        summaries.build(uuid.UUID(response.get_json()["id"]))
-    document = wait_for(
-        lambda: (
-            (d := client.get(response.headers["Location"], headers=admin).get_json())["status"]
-            != "pending"
-            and d
-        )
-    )
-    assert document["status"] == "ready", document
-    return document
 
 
 def situation(app, client, admin) -> dict:
@@ -75,7 +58,7 @@ def situation(app, client, admin) -> dict:
         ],
     )
     post_report(client, admin, school["id"], 40, 1, sadd=SADD_40)
-    return summary_now(app, client, admin)
+    return summary_now(app, client, admin, build_here=True)
 
 
 def send_now(client, admin, subscription_id: str) -> str:
@@ -224,7 +207,7 @@ def test_site_names_are_escaped_in_the_html(app, client, auth, smtp_server, cele
     assert created.status_code == 201, created.get_json()
     group = create_group(client, admin, "goris-hall")
     post_report(client, admin, group["id"], 12, 1)
-    summary_now(app, client, admin)
+    summary_now(app, client, admin, build_here=True)
     subscription = subscribe(client, admin, site_ids=["goris-hall"], timezone="UTC")
     location = send_now(client, admin, subscription["id"])
     assert wait_for_status(client, admin, location, "sent", "failed")["status"] == "sent"

@@ -7,7 +7,6 @@ backend's broker), as in production: the API answers 202, the test polls until r
 from __future__ import annotations
 
 import math
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -15,34 +14,18 @@ import pytest
 
 from service.domain import summaries
 from service.extensions import db
-from tests.helpers import AIRPORT, CENTRE, SADD_40, create_group, hours_ago, iso, report_body
+from tests.helpers import (
+    AIRPORT,
+    CENTRE,
+    SADD_40,
+    create_group,
+    hours_ago,
+    iso,
+    post_report,
+    summary_now,
+)
 
 pytestmark = pytest.mark.usefixtures("module_worker")
-
-
-def post_report(client, headers, group_id, total, hours, **fields):
-    response = client.post(
-        "/api/v1/reports",
-        json=report_body(group_id, total, hours_ago(hours), **fields),
-        headers=headers,
-    )
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
-
-
-def summary_now(app, client, headers, as_of: str | None = None) -> dict:
-    """Ask for a summary through the API and wait for the worker to build it."""
-    response = client.post(
-        "/api/v1/summaries", json={"as_of": as_of} if as_of else {}, headers=headers
-    )
-    assert response.status_code == 202, response.get_json()
-    location = response.headers["Location"]
-    deadline = time.monotonic() + 30
-    while (document := client.get(location, headers=headers).get_json())["status"] == "pending":
-        assert time.monotonic() < deadline, "no worker built the summary within 30 s"
-        time.sleep(0.1)
-    assert document["status"] == "ready", document
-    return document
 
 
 def site(document: dict, site_id: str) -> dict:

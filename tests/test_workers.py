@@ -7,7 +7,6 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -19,18 +18,7 @@ from service.models import Summary, SummaryStatus
 from service.serve import worker_command
 from tests.backends import on_services
 from tests.conftest import QUEUE
-from tests.helpers import AIRPORT, at_once, create_group
-from tests.test_summaries import post_report
-
-
-def wait_for(check: Callable[[], object], timeout: float = 30, every: float = 0.2) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(every)
+from tests.helpers import AIRPORT, at_once, create_group, post_report, wait_for
 
 
 def summary_state(client, headers, location: str) -> dict:
