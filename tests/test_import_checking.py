@@ -195,6 +195,27 @@ def test_the_quick_path_takes_the_rows_a_spreadsheet_writes(context):
         assert quick == careful
 
 
+def test_a_moment_written_any_iso_way_gets_the_careful_fingerprint(context):
+    """The quick path keeps a moment's text as written when it is already canonical;
+    spellings that only look alike (same length, same zone) must be formatted again."""
+    for moment in [
+        "2023-09-19T14:30:00+00:00",
+        "2023-09-19T14:30:00.500000+00:00",
+        "2023-09-19T14:30:00.000000+00:00",  # microseconds that are zero
+        "2023-09-19T14:30:00.5+00:00",
+        "2023-09-19T14:30:00,500000+00:00",
+        "2023-09-19 14:30:00+00:00",  # a space for the T, same length
+        "2023-W38-2T14:30:00+00:00",  # a week date, same length
+        "2023-09-19T143000.5+00:00",  # basic time, same length
+        "2023-09-19T14:30:00Z",
+        "2023-09-19T18:30:00+04:00",
+    ]:
+        cells = {**dict.fromkeys(COLUMNS, ""), "group_id": GROUP, "total": "9"}
+        quick, careful = verdicts({**cells, "observed_at": moment})
+        assert isinstance(careful, Row), (moment, careful)
+        assert quick == careful, moment
+
+
 def test_the_quick_path_leaves_every_bad_row_to_the_careful_path(context):
     good = {**dict.fromkeys(COLUMNS, ""), "group_id": GROUP, "observed_at": _moment(2)}
     for change in [

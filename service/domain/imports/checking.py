@@ -31,7 +31,7 @@ MISSING = "Missing data for required field."
 MAX_NEEDS = len(NEEDS_SECTORS) * 5  # as ReportIn.needs
 
 
-@dataclass
+@dataclass(slots=True)
 class Row:
     number: int
     key: str
@@ -41,6 +41,8 @@ class Row:
     group_id: uuid.UUID | None
     site_id: str | None
     group_label: str | None
+    # data["observed_at"] as ISO 8601 text in UTC: the fingerprint's and COPY's text.
+    observed: str
 
 
 def _messages(exc: ValidationError) -> list[str]:
@@ -215,34 +217,43 @@ def parse_row(number: int, cells: dict[str, str], now: datetime) -> Row | list[t
     if rule_errors:
         return [(e["field"], e["message"]) for e in rule_errors]
     client = str(client_id) if client_id is not None else None
-    return _row(number, client, data, group_id, site_id, label, request_fingerprint)
+    _name_group(data, group_id, site_id, label)
+    observed = observed_at.astimezone(UTC).isoformat()
+    return _row(number, client, data, request_fingerprint(data), observed, site_id)
+
+
+def _name_group(
+    data: dict[str, Any], group_id: uuid.UUID | None, site_id: str | None, label: str | None
+) -> None:
+    """A report names its group by id, or by label at a site (created when new)."""
+    if group_id is not None:
+        data["group_id"] = group_id
+    else:
+        data["site_id"] = site_id
+        data["group_label"] = label
 
 
 def _row(
     number: int,
     client_id: str | None,
     data: dict[str, Any],
-    group_id: uuid.UUID | None,
+    fingerprint: str,
+    observed: str,
     site_id: str | None,
-    label: str | None,
-    fingerprint_of: Callable[[dict[str, Any]], str],
 ) -> Row:
-    """The Row of a sound report: named by its group, keyed by its client_id or content."""
-    if group_id is not None:
-        data["group_id"] = group_id
-    else:
-        data["site_id"] = site_id
-        data["group_label"] = label
-    fingerprint = fingerprint_of(data)
+    """The Row of a sound report (its group named in `data`), keyed by its client_id or,
+    without one, by its content. `site_id` is the row's, given with a group_id too.
+    (Either key is safe in COPY's text format as it is: a UUID's text or hex digits.)"""
     return Row(
-        number=number,
-        key=client_id if client_id is not None else f"import:{fingerprint}",
-        fingerprint=fingerprint,
-        client_id=client_id,
-        data=data,
-        group_id=group_id,
-        site_id=site_id,
-        group_label=label,
+        number,
+        client_id if client_id is not None else f"import:{fingerprint}",
+        fingerprint,
+        client_id,
+        data,
+        data.get("group_id"),
+        site_id,
+        data.get("group_label"),
+        observed,
     )
 
 
@@ -267,9 +278,24 @@ _quote = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 def _quick_count(raw: str) -> int | None:
     if raw.isdigit() and raw.isascii() and len(raw) <= _COUNT_DIGITS:
         number = int(raw)
-        if number <= Count.MAXIMUM:
+        if number <= _COUNT_MAX:
             return number
     return None
+
+
+# A moment written as the fingerprint writes it: `isoformat` in UTC.
+_CANONICAL_MOMENT = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{6})?\+00:00"
+)
+
+
+def _canonical_moment(raw: str, moment: datetime) -> str:
+    """The moment's text as the fingerprint writes it: `raw` itself when it is written so
+    already (microseconds only when not zero), else formatted (most files need not be)."""
+    match = _CANONICAL_MOMENT.fullmatch(raw)
+    if match and (match.group(1) is None or moment.microsecond):
+        return raw
+    return moment.astimezone(UTC).isoformat()
 
 
 def quick_row(number: int, cells: dict[str, str], latest: datetime) -> Row | None:
@@ -282,35 +308,43 @@ def quick_row(number: int, cells: dict[str, str], latest: datetime) -> Row | Non
     if client_id is not None and not _CANONICAL_UUID.fullmatch(client_id):
         return None
     raw_group, raw_label, raw_site = get("group_id"), get("group_label"), get("site_id")
-    group_id = label = site_id = None
+    data: dict[str, Any] = {}
+    site_id = None
     try:
         if raw_group:
             if raw_label or not _CANONICAL_UUID.fullmatch(raw_group):
                 return None
-            group_id = _group_uuid(raw_group)
+            data["group_id"] = _group_uuid(raw_group)
+            if raw_site:
+                site_id = _site_id(raw_site)
         elif raw_label and raw_site:
-            label = _label(raw_label)
+            data["site_id"] = site_id = _site_id(raw_site)
+            data["group_label"] = _label(raw_label)
         else:
             return None
-        if raw_site:
-            site_id = _site_id(raw_site)
     except ValidationError:
         return None
 
+    raw_moment = get("observed_at") or ""
     try:
-        observed_at = datetime.fromisoformat(get("observed_at") or "")
-        if observed_at.utcoffset() is None:
-            return None
-        observed_at = observed_at.astimezone(UTC)
+        observed_at = datetime.fromisoformat(raw_moment)
     except (ValueError, OverflowError):
         return None
+    if observed_at.tzinfo is not UTC:
+        if observed_at.utcoffset() is None:
+            return None
+        try:
+            observed_at = observed_at.astimezone(UTC)
+        except OverflowError:
+            return None
     # reports.check_rules, inline: not in the future, not before 2000 ...
     if observed_at > latest or observed_at < EARLIEST_OBSERVATION:
         return None
+    data["observed_at"] = observed_at
     total = _quick_count(get("total") or "")
     if total is None:
         return None
-    data: dict[str, Any] = {"observed_at": observed_at, "total": total}
+    data["total"] = total
 
     raw_sadd = [get(key) or "" for key in SADD_KEYS]
     if any(raw_sadd):
@@ -323,7 +357,7 @@ def quick_row(number: int, cells: dict[str, str], latest: datetime) -> Row | Non
         ):
             return None
         values = list(map(int, raw_sadd))
-        if max(values) > Count.MAXIMUM:
+        if max(values) > _COUNT_MAX:
             return None
         if sum(values) != total:  # ... the breakdown adds up to the total ...
             return None
@@ -358,22 +392,32 @@ def quick_row(number: int, cells: dict[str, str], latest: datetime) -> Row | Non
             return None
         if note is not None:
             data["note"] = note
-    return _row(number, client_id, data, group_id, site_id, label, quick_fingerprint)
+    observed = _canonical_moment(raw_moment, observed_at)
+    fingerprint = _fingerprint(data, observed, raw_group or None)
+    return _row(number, client_id, data, fingerprint, observed, site_id)
 
 
-_SADD_SORTED = [(key, f'"{key}":') for key in sorted(SADD_KEYS)]
+# The fingerprint's canonical JSON is written in key order: group_id | group_label, needs,
+# note, observed_at, sadd, site_id, total, vulnerable.
+_SADD_FORMAT = '"sadd":{' + ",".join(f'"{key}":%d' for key in sorted(SADD_KEYS)) + "},"
+_SADD_ORDER = sorted(SADD_KEYS)
 _VULNERABLE_SORTED = [(key, f'"{key}":') for key in sorted(VULNERABLE_KEYS)]
 
 
 def quick_fingerprint(data: dict[str, Any]) -> str:
     """`reports.request_fingerprint` for the data a row makes, without a general JSON
     encoder: the same canonical text (keys sorted, no spaces, ASCII), written in order."""
-    parts = ["{"]
-    add = parts.append
-    if "group_id" in data:
-        add(f'"group_id":"{data["group_id"]}",')
+    group_id = data.get("group_id")
+    group = str(group_id) if group_id is not None else None
+    return _fingerprint(data, data["observed_at"].astimezone(UTC).isoformat(), group)
+
+
+def _fingerprint(data: dict[str, Any], observed: str, group: str | None) -> str:
+    """The fingerprint of `data`, given its moment's text and its group id's text."""
+    if group is not None:
+        text = f'{{"group_id":"{group}",'
     else:
-        add(f'"group_label":{_quote(data["group_label"])},')
+        text = f'{{"group_label":{_quote(data["group_label"])},'
     needs = data.get("needs")
     if needs:
         items = []
@@ -381,20 +425,19 @@ def quick_fingerprint(data: dict[str, Any]) -> str:
             note = need.get("note")
             head = "{" if note is None else '{"note":' + _quote(note) + ","
             items.append(f'{head}"sector":{_quote(need["sector"])},"severity":{need["severity"]}}}')
-        add('"needs":[' + ",".join(items) + "],")
+        text += '"needs":[' + ",".join(items) + "],"
     note = data.get("note")
     if note is not None:
-        add(f'"note":{_quote(note)},')
-    add(f'"observed_at":"{data["observed_at"].astimezone(UTC).isoformat()}",')
+        text += f'"note":{_quote(note)},'
+    text += f'"observed_at":"{observed}",'
     sadd = data.get("sadd")
     if sadd is not None:
-        add('"sadd":{' + ",".join(f"{name}{sadd[key]}" for key, name in _SADD_SORTED) + "},")
-    if "group_id" not in data:
-        add(f'"site_id":{_quote(data["site_id"])},')
-    add(f'"total":{data["total"]}')
+        text += _SADD_FORMAT % tuple(map(sadd.__getitem__, _SADD_ORDER))
+    if group is None:
+        text += f'"site_id":{_quote(data["site_id"])},'
+    text += f'"total":{data["total"]}'
     vulnerable = data.get("vulnerable")
     if vulnerable is not None:
         given = [f"{name}{vulnerable[k]}" for k, name in _VULNERABLE_SORTED if k in vulnerable]
-        add(',"vulnerable":{' + ",".join(given) + "}")
-    add("}")
-    return hashlib.sha256("".join(parts).encode()).hexdigest()
+        text += ',"vulnerable":{' + ",".join(given) + "}"
+    return hashlib.sha256((text + "}").encode()).hexdigest()

@@ -195,39 +195,54 @@ def lay_out(
 ) -> list[Lines]:
     """Each placed row's COPY lines, with a report id from the sequence (in the order of
     the file: the id is the order of receipt, the counting rule's tie-breaker). `names`
-    keeps each group id's text, written once per import."""
+    keeps each group's and site's text, written once per import."""
     report_ids = _postgres.reserve_ids(len(placed))
-    token = _copy_int(token_id)
+    # What every line of the chunk shares.
     received = received_at.isoformat()
+    claim_tail = f"\t{received}\t"
+    token = _copy_int(token_id)
     lines = []
     for (row, gid, site), report_id in zip(placed, report_ids, strict=True):
         data = row.data
-        sadd = data.get("sadd")
-        vulnerable = data.get("vulnerable")
         group = names.get(gid)
         if group is None:
             group = names[gid] = str(gid)
-        key = _copy_text(row.key)
+        where = names.get(site)
+        if where is None:
+            where = names[site] = _copy_text(site)
+        sadd = data.get("sadd")
+        vulnerable = data.get("vulnerable")
+        note = data.get("note")
+        # A sector is one of NEEDS_SECTORS and a key a UUID's text or "import:" and hex
+        # digits: both go in as they are.
         report = (
-            f"{report_id}\t{group}\t{_copy_text(site)}\t{received}\t{token}\t"
-            f"{data['observed_at'].isoformat()}\t{data['total']}\t"
-            + ("\t".join([str(sadd[k]) for k in SADD_KEYS]) if sadd else _NO_SADD)
-            + "\t"
-            + (
-                "\t".join([_copy_int(vulnerable.get(k)) for k in VULNERABLE_KEYS])
-                if vulnerable
-                else _NO_VULNERABLE
+            f"{report_id}\t{group}\t{where}\t{received}\t{token}\t{row.observed}\t"
+            f"{data['total']}\t"
+            f"{_SADD_LINE % tuple(map(sadd.__getitem__, SADD_KEYS)) if sadd else _NO_SADD}\t"
+            f"{_vulnerable_cells(vulnerable) if vulnerable else _NO_VULNERABLE}\t"
+            f"{_copy_text(note)}\t{row.key}\n"
+        )
+        needs = data.get("needs")
+        laid_needs = (
+            "".join(
+                f"{report_id}\t{need['sector']}\t{need['severity']}\t"
+                f"{_copy_text(need.get('note'))}\n"
+                for need in needs
             )
-            + f"\t{_copy_text(data.get('note'))}\t{key}"
+            if needs
+            else ""
         )
-        needs = "".join(
-            f"{report_id}\t{_copy_text(need['sector'])}\t{need['severity']}\t"
-            f"{_copy_text(need.get('note'))}\n"
-            for need in data.get("needs", ())
-        )
-        claim = f"{token}\t{key}\t{row.fingerprint}\t{received}\t{report_id}\t201\n"
-        lines.append((report + "\n", needs, claim))
+        claim = f"{token}\t{row.key}\t{row.fingerprint}{claim_tail}{report_id}\t201\n"
+        lines.append((report, laid_needs, claim))
     return lines
+
+
+# A row's eight breakdown cells.
+_SADD_LINE = "\t".join(["%d"] * len(SADD_KEYS))
+
+
+def _vulnerable_cells(vulnerable: dict[str, int]) -> str:
+    return "\t".join([_copy_int(vulnerable.get(key)) for key in VULNERABLE_KEYS])
 
 
 class _PostgresWriter:
