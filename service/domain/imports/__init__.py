@@ -104,7 +104,9 @@ class Prepared:
     the rows placed, each with its lines (report, needs, claim), and the rows refused."""
 
     checked: list[Checked]
+    # The first row of each key, then the rows repeating a key (stored a round later).
     placed: list[tuple[Placed, Lines]]
+    again: list[tuple[Placed, Lines]]
     refused: list[Refusal]
     groups_created: int
     # Rows whose keys were found claimed before placing (a re-import), with the claim.
@@ -424,9 +426,11 @@ class Importer:
         token_id = self.caller.token_id
         lines = lay_out(placed, token_id, utcnow(), self._gid_text) if placed else []
         db.session.commit()
+        first, again = _first_of_each_key(list(zip(placed, lines, strict=True)), _row_of_laid_out)
         return Prepared(
             checked=chunk,
-            placed=list(zip(placed, lines, strict=True)),
+            placed=first,
+            again=again,
             refused=refused,
             groups_created=self._groups_created - created,
             claimed=claimed,
@@ -443,14 +447,14 @@ class Importer:
         # A row imported before is "already imported", whatever is wrong now.
         for row, name, message in self._unclaimed(prepared.refused, _row_of_refusal):
             self._fail(row, name, message)
-        todo, look_first = prepared.placed, self._look_first
-        while todo:
-            batch, todo = _first_of_each_key(todo, _row_of_laid_out)
+        batch, todo, look_first = prepared.placed, prepared.again, self._look_first
+        while batch:
             if look_first:
                 batch = self._unclaimed(batch, _row_of_laid_out)
             self.result.stored += self._insert_prepared(batch)
             db.session.commit()
             look_first = True
+            batch, todo = _first_of_each_key(todo, _row_of_laid_out)
         self._look_first = self._keys_met > met_before
 
     def _insert_prepared(self, items: list[tuple[Placed, Lines]]) -> int:
