@@ -1,4 +1,9 @@
-"""needs-tracker: head counts of displaced people, aggregated into situation summaries."""
+"""needs-tracker: head counts of displaced people, aggregated into situation summaries.
+
+The package's own import stays light: the web edge (the API, the dashboard, their error
+handling) is imported by `create_app`, so the core (`service.domain`) can be imported
+by workers, the command line and tests without any of it.
+"""
 
 from __future__ import annotations
 
@@ -10,22 +15,21 @@ from typing import Any
 
 from flask import Flask, g, request, send_from_directory
 from sqlalchemy import event
-from swagger_ui_bundle import swagger_ui_path
 
 import config as settings
-from service.api import register_blueprints
-from service.auth import authenticate
-from service.celery_app import celery_init_app
-from service.cli import register_commands
-from service.errors import register_error_handlers
 from service.extensions import csrf, db, migrate
 from service.logs import configure_logging
-from service.openapi import Api
 
 access_log = logging.getLogger("needs_tracker.access")
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
+    from swagger_ui_bundle import swagger_ui_path
+
+    from service.auth import authenticate
+    from service.cli import register_commands
+    from service.errors import register_error_handlers
+
     conf = settings.load(config)
     instance_path = Path(conf["INSTANCE_PATH"])
     instance_path.mkdir(parents=True, exist_ok=True)
@@ -51,6 +55,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
 
 def register_extensions(app: Flask) -> None:
+    from service.api import register_blueprints
+    from service.celery_app import celery_init_app
+    from service.openapi import Api
+
     db.init_app(app)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":

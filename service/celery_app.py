@@ -8,6 +8,8 @@ from celery import Celery, Task
 from celery.schedules import crontab
 from flask import Flask
 
+from service import handoff
+
 # A task is killed after this long; deliveries hold their claim exactly as long.
 TASK_TIME_LIMIT_SECONDS = 900
 
@@ -62,14 +64,17 @@ def celery_settings(app: Flask) -> dict[str, object]:
         # The schedule: one tick a minute creates each period's summary (a unique key
         # keeps it to one per period) and re-sends builds that were lost.
         "beat_schedule": {
-            "summaries.tick": {
-                "task": "summaries.tick",
+            handoff.TICK: {
+                "task": handoff.TICK,
                 "schedule": float(app.config["SCHEDULER_TICK_SECONDS"]),
             },
             # At the start of every minute (cron's resolution): send the subscriptions'
             # reports that came due, once each (a unique key per subscription and moment),
             # and hand out again deliveries whose task was lost.
-            "subscriptions.dispatch": {"task": "subscriptions.dispatch", "schedule": crontab()},
+            handoff.DISPATCH_SUBSCRIPTIONS: {
+                "task": handoff.DISPATCH_SUBSCRIPTIONS,
+                "schedule": crontab(),
+            },
         },
         "beat_schedule_filename": str(instance / "celerybeat-schedule"),
     }

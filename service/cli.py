@@ -11,9 +11,10 @@ import click
 from flask import Flask
 from flask.cli import FlaskGroup, with_appcontext
 
-from service import audit
-from service.auth import OPERATOR, issue_token
+from service.domain import audit
+from service.domain.callers import OPERATOR
 from service.domain.sites import seed_sites
+from service.domain.tokens import issue_token, system_caller
 from service.extensions import db
 from service.models import ApiToken, Role, Site
 from service.types import utcnow
@@ -73,7 +74,6 @@ def token_create(role: str, sites: tuple[str, ...], name: str | None) -> None:
             raise click.UsageError(f"There is no site '{site_id}' (see GET /api/v1/sites).")
         found.append(site)
     api_token, secret = issue_token(role_, name or f"{role} token", found)
-    db.session.flush()
     audit.record(
         OPERATOR,
         "token.create",
@@ -150,18 +150,24 @@ def import_reports(path: Path) -> None:
 
     Rows with errors store nothing; they are listed in FILE.errors.csv next to the
     file. Rows imported before are skipped. Exits 1 when any row failed."""
+    from service import importing
     from service.domain import imports
+    from service.domain.imports import jobs
 
     source = imports.CsvSource.from_path(path)
     try:
         source.check()
     except imports.ImportFileError as exc:
         raise click.ClickException(f"{path}: {exc.message}") from None
-    caller = imports.system_caller(imports.IMPORT_TOKEN_NAME)
-    with progress(source.row_count, f"Importing {path.name}") as advance:
-        importer = imports.Importer(caller, path.name, on_progress=lambda r: advance(r.rows))
-        importer.feed(source.rows())
-        result = importer.finish()
+    caller = system_caller(imports.IMPORT_TOKEN_NAME)
+    job = jobs.create_job(caller, path.name, None)
+    db.session.commit()
+    with (
+        progress(source.row_count, f"Importing {path.name}") as advance,
+        importing.quick_switching(),
+    ):
+        result = importing.run_import(job.id, source, on_progress=lambda r: advance(r.rows))
+    assert result is not None  # the job was made here, for this run
     report = path.with_name(path.name.removesuffix(".csv") + ".errors.csv")
     click.echo(
         f"{result.rows:,} rows: {result.stored:,} stored, {result.already_imported:,} "

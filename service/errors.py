@@ -7,10 +7,28 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from flask import Flask, Response, json
+from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException, InternalServerError
+
+from service.domain import errors as domain
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
+
+
+class FieldErrorOut(Schema):
+    field = fields.String(metadata={"description": "As sent: `sadd.male_0_4`, `needs.1.severity`."})
+    message = fields.String()
+
+
+class ProblemOut(Schema):
+    """RFC 9457 problem details, as every error is answered (`application/problem+json`)."""
+
+    type = fields.String()
+    title = fields.String()
+    status = fields.Integer()
+    detail = fields.String(allow_none=True)
+    errors = fields.List(fields.Nested(FieldErrorOut))
 
 
 class Problem(HTTPException):
@@ -80,7 +98,7 @@ def problem_body(
     """An RFC 9457 problem document (also each failed item of a batch)."""
     body: dict[str, Any] = {
         "type": "about:blank",
-        "title": title or _title(status),
+        "title": title or status_title(status),
         "status": status,
         "detail": detail,
     }
@@ -89,7 +107,7 @@ def problem_body(
     return body
 
 
-def _title(status: int) -> str:
+def status_title(status: int) -> str:
     from http import HTTPStatus
 
     try:
@@ -109,7 +127,7 @@ def handle_http_exception(error: HTTPException) -> Response:
             headers=error.extra_headers,
         )
     errors = None
-    detail = error.description or _title(status)
+    detail = error.description or status_title(status)
     # webargs/flask-smorest attach validation messages as error.data["messages"].
     data = getattr(error, "data", None) or {}
     if isinstance(data, Mapping) and "messages" in data:
@@ -134,6 +152,38 @@ def _without_location(messages: Any) -> Any:
     return messages
 
 
+# The core's errors, as HTTP statuses. The same key sent with another body is 422 (the
+# Idempotency-Key draft's answer), so it is an `Invalid` with its own title.
+STATUS: dict[type[domain.DomainError], int] = {
+    domain.NotFound: 404,
+    domain.Invalid: 422,
+    domain.Forbidden: 403,
+    domain.Conflict: 409,
+    domain.InProgress: 409,
+    domain.Unavailable: 503,
+}
+
+
+def status_of(error: domain.DomainError) -> int:
+    return next(code for kind, code in STATUS.items() if isinstance(error, kind))
+
+
+def domain_problem(error: domain.DomainError) -> dict[str, Any]:
+    """The problem document of a core error (also each refused item of a batch)."""
+    errors = [e.as_dict() for e in error.errors] or None
+    return problem_body(status_of(error), error.detail, title=error.title, errors=errors)
+
+
+def handle_domain_error(error: domain.DomainError) -> Response:
+    headers = {}
+    if isinstance(error, domain.InProgress | domain.Unavailable):
+        headers["Retry-After"] = str(error.retry_after)
+    body = domain_problem(error)
+    response = Response(json.dumps(body), status=body["status"], mimetype=PROBLEM_JSON)
+    response.headers.update(headers)
+    return response
+
+
 def handle_unexpected(error: Exception) -> Response:
     log.exception("unhandled error", extra={"error_type": type(error).__name__})
     return problem_response(
@@ -144,6 +194,7 @@ def handle_unexpected(error: Exception) -> Response:
 
 
 def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(domain.DomainError, handle_domain_error)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(InternalServerError, handle_http_exception)
     app.register_error_handler(Exception, handle_unexpected)

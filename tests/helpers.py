@@ -156,6 +156,7 @@ def summary_now(
     worker, or here as a worker would (`build_here`; when a worker is running too,
     whichever gets there first builds it and the other has nothing to do)."""
     from service.domain import summaries
+    from service.extensions import db
 
     response = client.post(
         "/api/v1/summaries", json={"as_of": as_of} if as_of else {}, headers=headers
@@ -164,6 +165,7 @@ def summary_now(
     if build_here:
         with app.app_context():
             summaries.build(uuid.UUID(response.get_json()["id"]))
+            db.session.commit()
     location = response.headers["Location"]
 
     def built() -> dict[str, Any] | None:

@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func
 
-from service.auth import hash_token
+from service.domain.tokens import hash_token
 from service.extensions import db
 from service.models import ApiToken, AuditEvent, Group, GroupMove, Report, Site
 from service.types import utcnow

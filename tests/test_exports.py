@@ -10,6 +10,7 @@ import pytest
 
 from service.domain import summaries
 from service.domain.exports import neutralise
+from service.extensions import db
 from tests.helpers import AIRPORT, CENTRE, SADD_40, create_group, post_report, summary_now
 
 pytestmark = pytest.mark.usefixtures("module_worker")
@@ -131,6 +132,7 @@ def test_pending_summary_has_no_csv_yet(app, client, auth):
     admin = auth.admin
     with app.app_context():  # requested without a task: the module's worker cannot build it
         summary_id = summaries.request_summary(None).id
+        db.session.commit()
     response = client.get(f"/api/v1/summaries/{summary_id}?format=csv", headers=admin)
     assert response.status_code == 409
     assert response.mimetype == "application/problem+json"

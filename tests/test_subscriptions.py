@@ -16,6 +16,7 @@ from service.domain import deliveries, subscriptions
 from service.extensions import db
 from service.models import Delivery, DeliveryStatus, Subscription
 from tests.helpers import AIRPORT, CENTRE, assert_problem, at_once, audit_events, count_rows
+from workers.tasks import attempt_delivery
 
 EMAIL = "sitrep@ngo.example.org"
 
@@ -51,7 +52,9 @@ def set_watermark(app, subscription_id: str, moment: datetime) -> None:
 
 def dispatch_at(app, now: datetime) -> list[uuid.UUID]:
     with app.app_context():
-        return subscriptions.dispatch(now)
+        created = subscriptions.dispatch(now)
+        db.session.commit()  # as the dispatch task does
+        return created
 
 
 # ---------------------------------------------------------------------------
@@ -345,6 +348,7 @@ def test_two_schedulers_for_the_same_moment_make_one_delivery(app, client, auth)
     def scheduler() -> None:
         with app.app_context():
             results.append(subscriptions.dispatch(now))
+            db.session.commit()
             db.session.remove()
 
     at_once(4, scheduler)
@@ -376,7 +380,7 @@ def test_a_deleted_subscription_gets_no_more_deliveries(app, client, auth):
     # The delivery queued before the deletion is not sent either; the log stays readable.
     (queued,) = deliveries_of(app, subscription["id"])
     with app.app_context():
-        outcome = deliveries.attempt(queued.id)
+        outcome = attempt_delivery(queued.id)
     assert outcome.status == "failed"
     log = client.get(f"/api/v1/subscriptions/{subscription['id']}/deliveries", headers=auth.admin)
     assert log.status_code == 200
@@ -414,7 +418,7 @@ def test_a_delivery_whose_tries_never_finished_is_given_up(app, client, auth):
             .values(attempts=deliveries.MAX_ATTEMPTS, status=DeliveryStatus.retrying)
         )
         db.session.commit()
-        assert deliveries.attempt(delivery_id).status == "failed"
+        assert attempt_delivery(delivery_id).status == "failed"
         delivery = db.session.get(Delivery, delivery_id)
         assert delivery.attempts == deliveries.MAX_ATTEMPTS
         assert delivery.last_error == f"Gave up after {deliveries.MAX_ATTEMPTS} attempts."

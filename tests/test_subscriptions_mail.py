@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from celery.contrib.testing.worker import start_worker
 
-from service.auth import OPERATOR
 from service.domain import deliveries, subscriptions
+from service.domain.callers import OPERATOR
 from service.extensions import db
 from service.models import Delivery, DeliveryStatus
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, OUTPUT, require_chromium
@@ -34,6 +34,7 @@ from tests.helpers import (
 )
 from tests.smtp import SmtpServer, accept_login, self_signed_certificate, server_tls_context
 from tests.test_subscriptions import EMAIL, deliveries_of, set_watermark, subscribe
+from workers.tasks import attempt_delivery, dispatch_subscriptions
 
 
 @pytest.fixture
@@ -289,7 +290,7 @@ def test_two_schedulers_firing_for_the_same_moment_send_one_email(
 
     def scheduler() -> None:
         with app.app_context():
-            deliveries.hand_out(subscriptions.dispatch())
+            dispatch_subscriptions.run()
             db.session.remove()
 
     at_once(3, scheduler)
@@ -315,14 +316,14 @@ def test_one_delivery_attempted_twice_at_once_is_sent_once(app, client, auth, sm
 
     def worker() -> None:
         with app.app_context():
-            outcomes.append(deliveries.attempt(delivery_id).status)
+            outcomes.append(attempt_delivery(delivery_id).status)
             db.session.remove()
 
     at_once(4, worker)
     assert sorted(outcomes) == ["sent", "skipped", "skipped", "skipped"]
     # A re-delivered task after it was sent changes nothing.
     with app.app_context():
-        assert deliveries.attempt(delivery_id).status == "skipped"
+        assert attempt_delivery(delivery_id).status == "skipped"
     assert len(smtp_server.received) == 1
 
 
@@ -338,7 +339,7 @@ def test_temporary_failures_back_off_and_give_up_after_six_tries(make_app, smtp_
         now = datetime.now(UTC)
         waits = []
         for _ in range(deliveries.MAX_ATTEMPTS):
-            outcome = deliveries.attempt(delivery_id, now)
+            outcome = attempt_delivery(delivery_id, now)
             db.session.expire_all()
             delivery = db.session.get(Delivery, delivery_id)
             if outcome.retry_in is None:
@@ -346,7 +347,7 @@ def test_temporary_failures_back_off_and_give_up_after_six_tries(make_app, smtp_
             assert delivery.status is DeliveryStatus.retrying
             assert delivery.next_attempt_at == now + timedelta(seconds=outcome.retry_in)
             # Not before its time: a copy of the task that comes early does nothing.
-            assert deliveries.attempt(delivery_id, now + timedelta(seconds=60)).status == "skipped"
+            assert attempt_delivery(delivery_id, now + timedelta(seconds=60)).status == "skipped"
             waits.append(outcome.retry_in)
             now = delivery.next_attempt_at
     assert waits == [120, 240, 480, 960, 1920]  # six tries in about an hour
@@ -379,7 +380,7 @@ def test_login_over_starttls_and_no_credentials_in_errors_or_logs(
         with wrong.app_context():
             delivery_id = deliveries.request_send(OPERATOR, uuid.UUID(subscription["id"])).id
             db.session.commit()
-            assert deliveries.attempt(delivery_id).status == "retrying"
+            assert attempt_delivery(delivery_id).status == "retrying"
             error = db.session.get(Delivery, delivery_id).last_error
         assert error == "The SMTP login was refused (535)."
         assert server.received == []
@@ -394,7 +395,7 @@ def test_login_over_starttls_and_no_credentials_in_errors_or_logs(
         )
         with right.app_context():
             later = datetime.now(UTC) + timedelta(hours=1)
-            assert deliveries.attempt(delivery_id, later).status == "sent"
+            assert attempt_delivery(delivery_id, later).status == "sent"
         (received,) = server.received
         assert received.rcpt_tos == [EMAIL]
     finally:
@@ -435,12 +436,12 @@ def test_an_outbox_that_cannot_be_written_is_retried(make_app, tmp_path):
     with app.app_context():
         delivery_id = deliveries.request_send(OPERATOR, uuid.UUID(subscription["id"])).id
         db.session.commit()
-        assert deliveries.attempt(delivery_id).status == "retrying"
+        assert attempt_delivery(delivery_id).status == "retrying"
         delivery = db.session.get(Delivery, delivery_id)
         assert delivery.last_error.startswith("Could not write to the outbox")
         (instance / "outbox").unlink()
         later = datetime.now(UTC) + timedelta(hours=1)
-        assert deliveries.attempt(delivery_id, later).status == "sent"
+        assert attempt_delivery(delivery_id, later).status == "sent"
     assert len(list((instance / "outbox").glob("*.eml"))) == 1
 
 
@@ -452,14 +453,15 @@ def test_scheduled_report_waits_for_the_summary_of_its_period(make_app, smtp_ser
     set_watermark(app, subscription["id"], now - timedelta(seconds=60))
     with app.app_context():
         (delivery_id,) = subscriptions.dispatch(now)
+        db.session.commit()
         # The scheduler is still making this hour's summary: wait for it, not an attempt.
-        waiting = deliveries.attempt(delivery_id, now)
+        waiting = attempt_delivery(delivery_id, now)
         assert (waiting.status, waiting.retry_in) == ("waiting", deliveries.WAIT_STEP_SECONDS)
         assert db.session.get(Delivery, delivery_id).attempts == 0
     summary = situation(app, client, admin)
     with app.app_context():
         later = now + timedelta(seconds=deliveries.WAIT_STEP_SECONDS)
-        assert deliveries.attempt(delivery_id, later).status == "sent"
+        assert attempt_delivery(delivery_id, later).status == "sent"
         assert str(db.session.get(Delivery, delivery_id).summary_id) == summary["id"]
     assert len(smtp_server.received) == 1
 
@@ -472,8 +474,9 @@ def test_scheduled_report_with_no_summary_at_all_is_retried(make_app, smtp_serve
     set_watermark(app, subscription["id"], now - timedelta(minutes=1))
     with app.app_context():
         (delivery_id,) = subscriptions.dispatch(now)
+        db.session.commit()
         # Past the wait for the period's summary, and still none is ready.
-        outcome = deliveries.attempt(delivery_id, now + timedelta(seconds=90))
+        outcome = attempt_delivery(delivery_id, now + timedelta(seconds=90))
         delivery = db.session.get(Delivery, delivery_id)
         assert outcome.status == "retrying"
         assert (delivery.attempts, delivery.last_error) == (1, "No summary is ready yet.")
@@ -527,7 +530,7 @@ def test_worker_logs_carry_no_unsubscribe_token(app, client, auth, smtp_server, 
         delivery_id = deliveries.request_send(OPERATOR, uuid.UUID(subscription["id"])).id
         db.session.commit()
         with caplog.at_level(logging.DEBUG):
-            assert deliveries.attempt(delivery_id).status == "sent"
+            assert attempt_delivery(delivery_id).status == "sent"
     message = smtp_server.received[0].message
     assert token in str(message["List-Unsubscribe"])
     assert token in message.get_body(preferencelist=("plain",)).get_content()

@@ -313,6 +313,7 @@ def test_latest_is_the_newest_ready_by_as_of(app, client, auth):
     summary_now(app, client, admin, as_of=hours_ago(3))  # built later, but older as_of
     with app.app_context():  # pending, not ready (no task: the module's worker leaves it)
         summaries.request_summary(None)
+        db.session.commit()
     latest = client.get("/api/v1/summaries/latest", headers=admin).get_json()
     assert latest["id"] == newer["id"]
 
@@ -365,6 +366,7 @@ def test_build_failure_marks_the_summary_failed(app, client, auth, monkeypatch):
     with app.app_context():
         # Requested without handing it to the worker: this test builds it itself.
         summary_id = str(summaries.request_summary(None).id)
+        db.session.commit()
 
     def broken(*_args, **_kwargs):
         raise ZeroDivisionError("a bug")

@@ -60,6 +60,7 @@ def test_two_schedulers_firing_make_one_summary_per_period(app, celery_worker):
 def _tick_in_app(app) -> None:
     with app.app_context():
         summaries.ensure_scheduled()
+        db.session.commit()
         db.session.remove()
 
 

@@ -35,14 +35,19 @@ from markupsafe import Markup
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from service.auth import Caller, caller_for_secret, caller_for_token
+from service import handoff
+from service import importing as import_runs
 from service.dashboard import charts
 from service.domain import history
 from service.domain import imports as importing
 from service.domain import summaries as summaries_domain
-from service.errors import Problem
+from service.domain.callers import Caller
+from service.domain.errors import DomainError
+from service.domain.imports import jobs as import_jobs
+from service.domain.tokens import caller_for_secret, caller_for_token
+from service.errors import Problem, status_of, status_title
 from service.extensions import csrf, db
-from service.models import ApiToken, Group, Role, Summary, SummaryStatus
+from service.models import Group, ImportStatus, Role, Summary, SummaryStatus
 
 blp = Blueprint("dashboard", __name__)
 
@@ -66,6 +71,7 @@ NEED_UNITS = (
     ("latrines", "Latrines", ""),
 )
 LINES_PER_SITE = 4  # the chart draws this many sites' own lines (the largest)
+IMPORT_REFRESH_SECONDS = 2  # an import's page reloads this often while it runs
 
 
 # --- who is signed in ------------------------------------------------------------------
@@ -75,7 +81,7 @@ def signed_in_caller() -> Caller | None:
     token_id = session.get("token_id")
     if not isinstance(token_id, int):
         return None
-    return caller_for_token(db.session.get(ApiToken, token_id))
+    return caller_for_token(token_id)
 
 
 @blp.before_request
@@ -104,15 +110,18 @@ def page_headers(response: Response) -> Response:
 
 
 @blp.errorhandler(HTTPException)
-def html_error(error: HTTPException) -> tuple[str, int]:
-    status = error.code or 500
+@blp.errorhandler(DomainError)
+def html_error(error: HTTPException | DomainError) -> tuple[str, int]:
+    if isinstance(error, DomainError):
+        status, name, message = status_of(error), None, error.detail
+    else:
+        status, name, message = error.code or 500, error.name, error.description or ""
     titles = {400: "The form expired or was not sent whole", 403: "Not for this token"}
-    message = error.description or ""
     if isinstance(error, CSRFError):
         message = "The form expired. Go back, reload the page and send it again."
     return render_template(
         "dashboard/error.html",
-        title=titles.get(status, error.name),
+        title=titles.get(status, name or status_title(status)),
         message=message,
         status=status,
         caller=g.get("caller"),
@@ -305,7 +314,10 @@ def request_summary() -> Response:
     caller: Caller = g.caller
     caller.require_role(Role.admin, Role.coordinator)
     summary = summaries_domain.request_summary(caller.token_id)
-    summaries_domain.hand_out(summary.id)
+    db.session.commit()
+    if not handoff.build_summary(summary.id):
+        summaries_domain.not_handed_out(summary.id)
+        db.session.commit()
     flash(
         f"A summary as of {summary.as_of:%d %b %Y %H:%M} UTC was requested; it shows here "
         "when a worker has built it."
@@ -319,9 +331,11 @@ def request_summary() -> Response:
 @blp.route("/import", methods=["GET", "POST"])
 @csrf.exempt  # checked below, once the body limit is raised for the file
 def import_reports() -> Any:
+    """Upload a CSV (admins): checked at once for what can be, then imported by a worker
+    while the job's page shows its progress."""
     caller: Caller = g.caller
     caller.require_role(Role.admin)
-    context = {"caller": caller, "columns": importing.COLUMNS, "result": None, "error": None}
+    context = {"caller": caller, "columns": importing.COLUMNS, "job": None, "error": None}
     if request.method == "GET":
         return render_template("dashboard/import.html", **context)
     limit = current_app.config["MAX_IMPORT_BYTES"]
@@ -329,21 +343,36 @@ def import_reports() -> Any:
     try:
         csrf.protect()
         upload = request.files.get("file")
+        content = upload.read() if upload is not None and upload.filename else None
     except RequestEntityTooLarge:
         context["error"] = f"The file is larger than {limit:,} bytes; split it into parts."
         return render_template("dashboard/import.html", **context), 413
-    if upload is None or not upload.filename:
+    if upload is None or content is None:
         context["error"] = "Choose a CSV file to import."
         return render_template("dashboard/import.html", **context), 422
     try:
-        result = importing.import_csv(
-            caller, importing.CsvSource.from_bytes(upload.read(), upload.filename)
-        )
+        job = import_runs.start_upload(caller, content, upload.filename or "upload.csv")
     except importing.ImportFileError as exc:
         context["error"] = exc.message
         return render_template("dashboard/import.html", **context), 422
-    context["result"] = result
-    return render_template("dashboard/import.html", **context)
+    return redirect(url_for("dashboard.import_job", job_id=job.id), 303)
+
+
+@blp.get("/import/<uuid:job_id>")
+def import_job(job_id: uuid.UUID) -> Any:
+    """An import's progress; the page reloads itself every few seconds until it is done."""
+    caller: Caller = g.caller
+    caller.require_role(Role.admin)
+    job = import_jobs.find_job(job_id)
+    running = job.status is ImportStatus.running
+    return render_template(
+        "dashboard/import.html",
+        caller=caller,
+        columns=importing.COLUMNS,
+        job=job,
+        error=None,
+        refresh=IMPORT_REFRESH_SECONDS if running else None,
+    )
 
 
 # --- template helpers ---------------------------------------------------------------------

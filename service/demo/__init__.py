@@ -21,11 +21,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from service.auth import OPERATOR, Caller
 from service.domain import summaries
+from service.domain.callers import OPERATOR, Caller
 from service.domain.groups import create_group, update_group
-from service.domain.imports import CsvSource, Importer, ImportResult, system_caller
+from service.domain.imports import CsvSource, Importer, ImportResult
 from service.domain.sites import seed_sites
+from service.domain.tokens import system_caller
 from service.extensions import db
 from service.models import Group, GroupStatus, Summary, SummaryStatus
 from service.types import utcnow
@@ -121,7 +122,13 @@ def replay_reports(
     """Import the head counts in order of observation, applying each move and departure
     when its moment comes, so every report is filed at the site its group was at."""
     source = CsvSource.from_path(REPLAY_CSV).check()
-    importer = Importer(caller, REPLAY_CSV.name, on_progress=on_progress)
+
+    def chunk_written(result: ImportResult) -> None:
+        db.session.commit()  # each chunk its own transaction, as an import job's
+        if on_progress:
+            on_progress(result)
+
+    importer = Importer(caller, REPLAY_CSV.name, on_chunk=chunk_written)
     rows = sorted(source.rows(), key=lambda row: _observed(row[1]))
     applied = 0
     position = 0
@@ -136,7 +143,9 @@ def replay_reports(
         importer.feed(until(event.at))
         applied += apply(caller, event)
     importer.feed(rows[position:])
-    return importer.finish(), applied
+    result = importer.finish()
+    db.session.commit()
+    return result, applied
 
 
 def build_summaries(on_step: Callable[[int], None] | None = None) -> tuple[int, int]:
@@ -161,6 +170,7 @@ def build_summaries(on_step: Callable[[int], None] | None = None) -> tuple[int, 
                 ).scalar_one()
         if summary.status is SummaryStatus.pending:
             built += summaries.build(summary.id)
+            db.session.commit()
         if on_step:
             on_step(1)
     return built, len(moments)
@@ -169,8 +179,9 @@ def build_summaries(on_step: Callable[[int], None] | None = None) -> tuple[int, 
 def prepare() -> Caller:
     """The default sites, and the token the replay's writes are made with."""
     seed_sites(OPERATOR)
+    caller = system_caller(TOKEN_NAME)
     db.session.commit()
-    return system_caller(TOKEN_NAME)
+    return caller
 
 
 def replay_rows() -> int:

@@ -1,12 +1,17 @@
 """Deliveries: sending one situation report email, once, retrying while SMTP says "later".
 
-A worker claims a delivery before it sends (a short lease in the database), so two
+A worker leases a delivery before it sends (a short lease in the database), so two
 copies of the same task (a re-delivered message, the dispatcher's sweep) never both
 send; the status check makes a copy that arrives afterwards a no-op. The database
 holds the attempt count and the next attempt's time, so retries survive a worker or a
 broker restart. One gap no SMTP client can close: a worker killed after the server took
 the message but before "sent" was stored sends it again once its lease runs out; that
 copy has the same Message-ID, which many mail clients use to show it once.
+
+An attempt is two steps with a commit after each, made by the worker (workers/tasks.py):
+`begin` leases the delivery and counts the attempt (committed before the email leaves,
+so a worker killed while sending still counts it), then the email is sent by
+`service.mail` (the core renders nothing), and `finish` records what happened.
 """
 
 from __future__ import annotations
@@ -20,19 +25,17 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import or_, select, update
 
-from service import audit
-from service.auth import Caller
 from service.celery_app import TASK_TIME_LIMIT_SECONDS
-from service.domain import mail, summaries
+from service.domain import audit, summaries
+from service.domain.callers import Caller
+from service.domain.errors import Conflict
 from service.domain.subscriptions import find_subscription, unsubscribe_url
-from service.errors import Problem
 from service.extensions import db
 from service.models import Delivery, DeliveryStatus, Role, Subscription, Summary
 from service.types import utcnow
 
 log = logging.getLogger(__name__)
 
-TASK = "deliveries.send"
 # Six tries: the first, then after 2, 4, 8, 16 and 32 minutes (DELIVERY_RETRY_SECONDS=60).
 MAX_ATTEMPTS = 6
 # Longer than a send can run: the worker's hard time limit. No second worker takes a
@@ -56,6 +59,40 @@ class Outcome:
     retry_in: int | None = None
 
 
+@dataclass(frozen=True)
+class Letter:
+    """What one attempt sends: the delivery, its recipient and the summary it carries."""
+
+    delivery_id: uuid.UUID
+    subscription_id: uuid.UUID
+    scheduled_for: datetime
+    email: str
+    zone: str
+    cron: str
+    site_ids: list[str]
+    formats: list[str]
+    summary_id: uuid.UUID
+    summary_as_of: datetime
+    document: dict[str, Any]
+    unsubscribe_url: str
+
+
+@dataclass(frozen=True)
+class Sent:
+    """The server took the message (or it was written to the outbox)."""
+
+    message_id: str
+    transport: str  # "smtp" or "outbox"
+
+
+@dataclass(frozen=True)
+class NotSent:
+    """The message did not go: `permanent` when trying again cannot help."""
+
+    reason: str
+    permanent: bool
+
+
 def delivery_state(delivery: Delivery) -> dict[str, Any]:
     return {
         "subscription_id": str(delivery.subscription_id),
@@ -72,8 +109,8 @@ def request_send(caller: Caller, subscription_id: uuid.UUID) -> Delivery:
     subscription = find_subscription(subscription_id)
     summary = summaries.latest_ready()
     if summary is None:
-        raise Problem(
-            409, "No summary is ready yet; ask for one with POST /api/v1/summaries, then send."
+        raise Conflict(
+            "No summary is ready yet; ask for one with POST /api/v1/summaries, then send."
         )
     now = utcnow()
     delivery = Delivery(
@@ -92,23 +129,12 @@ def request_send(caller: Caller, subscription_id: uuid.UUID) -> Delivery:
     return delivery
 
 
-def hand_out(delivery_ids: list[uuid.UUID]) -> None:
-    """Give each delivery to a worker. If the broker is down, the delivery stays in the
-    database and the dispatcher's sweep hands it out when the broker is back."""
-    celery_app = current_app.extensions["celery"]
-    for delivery_id in delivery_ids:
-        try:
-            celery_app.send_task(TASK, args=[str(delivery_id)])
-        except Exception as exc:  # noqa: BLE001 - any broker failure: the sweep catches up
-            log.warning(
-                "broker unavailable; delivery left for the sweep",
-                extra={"delivery_id": str(delivery_id), "error_type": type(exc).__name__},
-            )
-            db.session.rollback()
-            db.session.execute(
-                update(Delivery).where(Delivery.id == delivery_id).values(next_attempt_at=None)
-            )
-            db.session.commit()
+def not_handed_out(delivery_ids: list[uuid.UUID]) -> None:
+    """The broker did not take these: the dispatcher's next sweep hands them out."""
+    if delivery_ids:
+        db.session.execute(
+            update(Delivery).where(Delivery.id.in_(delivery_ids)).values(next_attempt_at=None)
+        )
 
 
 def lost(now: datetime | None = None) -> list[uuid.UUID]:
@@ -125,7 +151,6 @@ def lost(now: datetime | None = None) -> list[uuid.UUID]:
         db.session.execute(
             update(Delivery).where(Delivery.id.in_(ids), *due).values(next_attempt_at=now)
         )
-    db.session.commit()
     return ids
 
 
@@ -134,13 +159,15 @@ def retry_delay(attempts: int) -> int:
     return current_app.config["DELIVERY_RETRY_SECONDS"] * 2**attempts
 
 
-def attempt(delivery_id: uuid.UUID, now: datetime | None = None) -> Outcome:
-    """Try to send one delivery. Safe to run twice, or at the same time in two workers."""
+def begin(delivery_id: uuid.UUID, now: datetime | None = None) -> Letter | Outcome:
+    """Lease the delivery and count the attempt: the Letter to send, or the Outcome when
+    there is nothing to send now. Safe to run twice, or at once in two workers."""
     now = now or utcnow()
-    if not _claim(delivery_id, now):
+    if not _lease(delivery_id, now):
         return Outcome("skipped")
-    delivery = db.session.get(Delivery, delivery_id)
-    subscription = db.session.get(Subscription, delivery.subscription_id)
+    # Read again whatever this session held: the lease above changed the row.
+    delivery = db.session.get_one(Delivery, delivery_id, populate_existing=True)
+    subscription = db.session.get_one(Subscription, delivery.subscription_id)
     if subscription.deleted_at is not None:
         return _finish(
             delivery, DeliveryStatus.failed, "The subscription ended before it was sent."
@@ -155,46 +182,55 @@ def attempt(delivery_id: uuid.UUID, now: datetime | None = None) -> Outcome:
         if _wait_for_period_summary(delivery, summary, now):
             delivery.next_attempt_at = now + timedelta(seconds=WAIT_STEP_SECONDS)
             delivery.claimed_until = None
-            db.session.commit()
+            db.session.flush()
             return Outcome("waiting", WAIT_STEP_SECONDS)
         if summary is None:
             delivery.attempts += 1
             return _temporary(delivery, now, "No summary is ready yet.")
         delivery.summary_id = summary.id
     delivery.attempts += 1
-    db.session.commit()
+    db.session.flush()
+    summary = db.session.get_one(Summary, delivery.summary_id)
+    return Letter(
+        delivery_id=delivery.id,
+        subscription_id=subscription.id,
+        scheduled_for=delivery.scheduled_for,
+        email=subscription.email,
+        zone=subscription.timezone,
+        cron=subscription.cron,
+        site_ids=subscription.site_ids,
+        formats=list(subscription.formats),
+        summary_id=summary.id,
+        summary_as_of=summary.as_of,
+        document=summary.document or {},
+        unsubscribe_url=unsubscribe_url(subscription.id),
+    )
 
-    try:
-        outgoing = _compose(delivery, subscription)
-    except Exception as exc:
-        log.exception("email could not be composed", extra={"delivery_id": str(delivery.id)})
-        return _finish(
-            delivery,
-            DeliveryStatus.failed,
-            f"The email could not be composed ({type(exc).__name__}).",
-        )
-    try:
-        where = mail.deliver(outgoing)
-    except mail.PermanentFailure as exc:
-        return _finish(delivery, DeliveryStatus.failed, str(exc))
-    except mail.TemporaryFailure as exc:
-        return _temporary(delivery, now, str(exc))
-    delivery.message_id = outgoing.message["Message-ID"]
+
+def finish(letter: Letter, result: Sent | NotSent, now: datetime | None = None) -> Outcome:
+    """Record what sending the letter did; a temporary failure schedules the next try."""
+    now = now or utcnow()
+    delivery = db.session.get_one(Delivery, letter.delivery_id)
+    if isinstance(result, NotSent):
+        if result.permanent:
+            return _finish(delivery, DeliveryStatus.failed, result.reason)
+        return _temporary(delivery, now, result.reason)
+    delivery.message_id = result.message_id
     delivery.sent_at = utcnow()
     log.info(
         "delivery sent",
         extra={
             "delivery_id": str(delivery.id),
-            "subscription_id": str(subscription.id),
+            "subscription_id": str(letter.subscription_id),
             "attempts": delivery.attempts,
-            "transport": "smtp" if where == "smtp" else "outbox",
+            "transport": result.transport,
         },
     )
     return _finish(delivery, DeliveryStatus.sent, delivery.last_error)
 
 
-def _claim(delivery_id: uuid.UUID, now: datetime) -> bool:
-    claimed = db.session.execute(
+def _lease(delivery_id: uuid.UUID, now: datetime) -> bool:
+    leased = db.session.execute(
         update(Delivery)
         .where(
             Delivery.id == delivery_id,
@@ -203,9 +239,9 @@ def _claim(delivery_id: uuid.UUID, now: datetime) -> bool:
             or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now + EARLY),
         )
         .values(claimed_until=now + CLAIM)
+        .execution_options(synchronize_session=False)
     ).rowcount
-    db.session.commit()
-    return bool(claimed)
+    return bool(leased)
 
 
 def _wait_for_period_summary(delivery: Delivery, latest: Summary | None, now: datetime) -> bool:
@@ -220,23 +256,6 @@ def _wait_for_period_summary(delivery: Delivery, latest: Summary | None, now: da
     return now < delivery.scheduled_for + wait
 
 
-def _compose(delivery: Delivery, subscription: Subscription) -> mail.Outgoing:
-    summary = db.session.get(Summary, delivery.summary_id)
-    return mail.compose(
-        delivery_id=str(delivery.id),
-        scheduled_for=delivery.scheduled_for,
-        email=subscription.email,
-        zone=subscription.timezone,
-        cron=subscription.cron,
-        site_ids=subscription.site_ids,
-        formats=list(subscription.formats),
-        summary_id=str(summary.id),
-        summary_as_of=summary.as_of,
-        document=summary.document,
-        unsubscribe_url=unsubscribe_url(subscription.id),
-    )
-
-
 def _temporary(delivery: Delivery, now: datetime, error: str) -> Outcome:
     if delivery.attempts >= MAX_ATTEMPTS:
         return _finish(
@@ -247,7 +266,7 @@ def _temporary(delivery: Delivery, now: datetime, error: str) -> Outcome:
     delivery.last_error = error
     delivery.next_attempt_at = now + timedelta(seconds=delay)
     delivery.claimed_until = None
-    db.session.commit()
+    db.session.flush()
     log.warning(
         "delivery will be retried",
         extra={"delivery_id": str(delivery.id), "attempts": delivery.attempts, "retry_in": delay},
@@ -260,7 +279,7 @@ def _finish(delivery: Delivery, status: DeliveryStatus, error: str | None) -> Ou
     delivery.last_error = error
     delivery.claimed_until = None
     delivery.next_attempt_at = None
-    db.session.commit()
+    db.session.flush()
     if status is DeliveryStatus.failed:
         log.warning(
             "delivery failed",

@@ -6,9 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from service import audit
-from service.auth import Caller
-from service.errors import Problem
+from service.domain import audit
+from service.domain.callers import Caller
+from service.domain.errors import FieldError, Invalid, NotFound
 from service.extensions import db
 from service.models import Group, GroupMove, GroupStatusChange, Site
 
@@ -26,23 +26,20 @@ def group_state(group: Group) -> dict[str, Any]:
 def get_group(group_id: uuid.UUID) -> Group:
     group = db.session.get(Group, group_id)
     if group is None:
-        raise Problem(404, f"There is no group '{group_id}'.")
+        raise NotFound(f"There is no group '{group_id}'.")
     return group
 
 
 def _existing_active_site(site_id: str) -> Site:
     site = db.session.get(Site, site_id)
     if site is None:
-        raise Problem(
-            422,
-            f"There is no site '{site_id}'.",
-            errors=[{"field": "site_id", "message": "Unknown site."}],
+        raise Invalid(
+            f"There is no site '{site_id}'.", errors=[FieldError("site_id", "Unknown site.")]
         )
     if not site.active:
-        raise Problem(
-            422,
+        raise Invalid(
             f"Site '{site_id}' is not active; groups cannot be placed there.",
-            errors=[{"field": "site_id", "message": "Inactive site."}],
+            errors=[FieldError("site_id", "Inactive site.")],
         )
     return site
 

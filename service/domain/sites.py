@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from service import audit
-from service.auth import Caller
-from service.errors import Problem
+from service.domain import audit, rules
+from service.domain.callers import Caller
+from service.domain.errors import Conflict, FieldError, Invalid, NotFound
 from service.extensions import db
 from service.models import Role, Site, SiteKind
-
-# A site id is a slug. `\Z`, not `$`, which would also match before a trailing newline.
-SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*\Z")
 
 SITE_FIELDS = (
     "id",
@@ -53,9 +49,9 @@ def site_state(site: Site) -> dict[str, Any]:
 def get_site(site_id: str) -> Site:
     # An id that could not be a slug names no site; and one with a NUL in it would make
     # PostgreSQL refuse the query itself.
-    site = db.session.get(Site, site_id) if SLUG.match(site_id) else None
+    site = db.session.get(Site, site_id) if rules.SLUG.match(site_id) else None
     if site is None:
-        raise Problem(404, f"There is no site '{site_id}'.")
+        raise NotFound(f"There is no site '{site_id}'.")
     return site
 
 
@@ -66,18 +62,16 @@ def _check_parent(site_id: str, parent_id: str | None) -> None:
     current: str | None = parent_id
     while current is not None:
         if current in seen:
-            raise Problem(
-                422,
+            raise Invalid(
                 "A site cannot be its own ancestor.",
-                errors=[{"field": "parent_id", "message": "Would make a cycle."}],
+                errors=[FieldError("parent_id", "Would make a cycle.")],
             )
         seen.add(current)
         parent = db.session.get(Site, current)
         if parent is None:
-            raise Problem(
-                422,
+            raise Invalid(
                 f"There is no site '{current}' to be the parent.",
-                errors=[{"field": "parent_id", "message": "Unknown site."}],
+                errors=[FieldError("parent_id", "Unknown site.")],
             )
         current = parent.parent_id
 
@@ -85,7 +79,7 @@ def _check_parent(site_id: str, parent_id: str | None) -> None:
 def create_site(caller: Caller, data: dict[str, Any]) -> Site:
     caller.require_role(Role.admin)
     if db.session.get(Site, data["id"]) is not None:
-        raise Problem(409, f"A site with id '{data['id']}' already exists.")
+        raise Conflict(f"A site with id '{data['id']}' already exists.")
     _check_parent(data["id"], data.get("parent_id"))
     site = Site(**data)
     db.session.add(site)

@@ -31,9 +31,9 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from service import audit
-from service.auth import Caller
-from service.errors import Problem
+from service.domain import audit
+from service.domain.callers import RECIPIENT, Caller
+from service.domain.errors import FieldError, Invalid, NotFound
 from service.extensions import db
 from service.models import Delivery, DeliveryStatus, Role, Site, Subscription
 from service.types import utcnow
@@ -45,8 +45,6 @@ ATTACHMENT_FORMATS = ("csv", "hxl")
 # week's outage has ten thousand).
 SKIPPED_COUNT_LIMIT = 1000
 UNSUBSCRIBE_SALT = "needs-tracker.unsubscribe"
-# The recipient is the one acting when an unsubscribe link is used.
-RECIPIENT = Caller(token_id=None, name="recipient (unsubscribe link)", role=Role.reader)
 
 
 class ScheduleError(ValueError):
@@ -142,12 +140,12 @@ def _sites(site_ids: list[str]) -> list[Site]:
         for site in db.session.execute(select(Site).where(Site.id.in_(site_ids))).scalars()
     }
     errors = [
-        {"field": f"site_ids.{index}", "message": f"There is no site '{site_id}'."}
+        FieldError(f"site_ids.{index}", f"There is no site '{site_id}'.")
         for index, site_id in enumerate(site_ids)
         if site_id not in found
     ]
     if errors:
-        raise Problem(422, "The subscription names sites that do not exist.", errors=errors)
+        raise Invalid("The subscription names sites that do not exist.", errors=errors)
     return [found[site_id] for site_id in site_ids]
 
 
@@ -183,7 +181,7 @@ def find_subscription(subscription_id: uuid.UUID, *, deleted: bool = False) -> S
     """A subscription by id; a deleted one only when `deleted` (its delivery log stays)."""
     subscription = db.session.get(Subscription, subscription_id)
     if subscription is None or (subscription.deleted_at is not None and not deleted):
-        raise Problem(404, f"There is no subscription '{subscription_id}'.")
+        raise NotFound(f"There is no subscription '{subscription_id}'.")
     return subscription
 
 
@@ -257,18 +255,20 @@ def unsubscribe(subscription: Subscription) -> bool:
 def dispatch(now: datetime | None = None) -> list[uuid.UUID]:
     """Create the deliveries that came due since the last check; returns their ids.
 
-    Per subscription, one short transaction moves the watermark to `now` and adds a
-    delivery for the latest moment in (watermark, now]. Another scheduler doing the same
-    at the same time hits the unique (subscription, moment) key and adds nothing.
+    Per subscription, the watermark moves to `now` and a delivery is added for the
+    latest moment in (watermark, now] (flushed; the task commits them all at once).
+    Another scheduler doing the same at the same time hits the unique (subscription,
+    moment) key and adds nothing.
     """
     now = now or utcnow()
     rows = db.session.execute(
         select(
             Subscription.id, Subscription.cron, Subscription.timezone, Subscription.last_checked_at
-        ).where(Subscription.deleted_at.is_(None), Subscription.last_checked_at < now)
+        )
+        .where(Subscription.deleted_at.is_(None), Subscription.last_checked_at < now)
+        # One order for every scheduler: two dispatching at once lock rows alike.
+        .order_by(Subscription.id)
     ).all()
-    # End the read before the writes: on SQLite every transaction holds the write lock.
-    db.session.commit()
     created = []
     for subscription_id, cron, zone, watermark in rows:
         try:
@@ -298,7 +298,7 @@ def dispatch(now: datetime | None = None) -> list[uuid.UUID]:
 def _claim_moment(
     subscription_id: uuid.UUID, due: datetime | None, now: datetime
 ) -> uuid.UUID | None:
-    """Move the watermark and, if a moment is due, add its delivery: both or neither."""
+    """Move the watermark and, if a moment is due, add its delivery."""
     moved = db.session.execute(
         update(Subscription)
         .where(
@@ -309,7 +309,6 @@ def _claim_moment(
         .values(last_checked_at=now)
     ).rowcount
     if not moved or due is None:
-        db.session.commit()
         return None
     delivery = Delivery(
         subscription_id=subscription_id,
@@ -317,14 +316,12 @@ def _claim_moment(
         status=DeliveryStatus.queued,
         next_attempt_at=now,
     )
-    db.session.add(delivery)
     try:
-        db.session.commit()
+        with db.session.begin_nested():
+            db.session.add(delivery)
     except IntegrityError:
         # Another scheduler has this moment's delivery: nothing to add, but the watermark
         # still moves on.
-        db.session.rollback()
-        _claim_moment(subscription_id, None, now)
         return None
     log.info(
         "delivery scheduled",

@@ -18,16 +18,14 @@ from flask import current_app
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from service.domain import aggregation, idempotency
-from service.errors import Problem
+from service.domain import aggregation
+from service.domain.canonical import digest
+from service.domain.errors import FieldError, Invalid
 from service.extensions import db
 from service.models import Site, Summary, SummaryStatus
 from service.types import utcnow
 
 log = logging.getLogger(__name__)
-
-# The Celery task that builds a summary (workers/tasks.py registers it by this name).
-BUILD_TASK = "summaries.build"
 
 MAX_ATTEMPTS = 5
 
@@ -53,20 +51,25 @@ def previous_as_of(as_of: datetime, every: timedelta) -> datetime:
 
 
 def request_summary(token_id: int | None, as_of: datetime | None = None) -> Summary:
+    """A pending summary, counted as handed out: the edge commits, then hands it out."""
     now = utcnow()
     skew = timedelta(seconds=current_app.config["CLOCK_SKEW_SECONDS"])
     if as_of is not None and as_of > now + skew:
-        raise Problem(
-            422,
+        raise Invalid(
             "A summary can only be as of now or a past moment.",
-            errors=[{"field": "as_of", "message": "Must not be in the future."}],
+            errors=[FieldError("as_of", "Must not be in the future.")],
         )
     summary = Summary(
         as_of=min(as_of or now, now), requested_by=token_id, enqueued_at=now, attempts=1
     )
     db.session.add(summary)
-    db.session.commit()
+    db.session.flush()
     return summary
+
+
+def not_handed_out(summary_id: uuid.UUID) -> None:
+    """The broker did not take the build: the next sweep hands it out."""
+    db.session.execute(update(Summary).where(Summary.id == summary_id).values(enqueued_at=None))
 
 
 def ensure_scheduled(now: datetime | None = None) -> Summary | None:
@@ -76,12 +79,11 @@ def ensure_scheduled(now: datetime | None = None) -> Summary | None:
     if exists:
         return None
     summary = Summary(as_of=period, period=period)
-    db.session.add(summary)
     try:
-        db.session.commit()
+        with db.session.begin_nested():
+            db.session.add(summary)
     except IntegrityError:
         # Another scheduler got there first: one summary per period.
-        db.session.rollback()
         return None
     log.info("scheduled summary created", extra={"summary_id": str(summary.id)})
     return summary
@@ -111,47 +113,27 @@ def due_for_build(now: datetime | None = None) -> list[uuid.UUID]:
             .where(Summary.id.in_(ids))
             .values(enqueued_at=now, attempts=Summary.attempts + 1)
         )
-    db.session.commit()
     return ids
 
 
 def build(summary_id: uuid.UUID) -> bool:
-    """Build a pending summary into its document; False when there is nothing to do."""
+    """Build a pending summary into its document (flushed; the caller commits, which
+    releases the row lock); False when there is nothing to do."""
     query = select(Summary).where(Summary.id == summary_id)
     if db.engine.dialect.name == "postgresql":
         # A second build of the same summary skips it rather than waiting for the first.
         query = query.with_for_update(skip_locked=True)
     summary = db.session.execute(query).scalar_one_or_none()
     if summary is None or summary.status is not SummaryStatus.pending:
-        db.session.rollback()
         return False
-    try:
-        document = compose(summary.id, summary.as_of)
-    except Exception:
-        db.session.rollback()
-        raise
+    document = compose(summary.id, summary.as_of)
     summary.document = document
-    summary.etag = idempotency.fingerprint(document)  # canonical JSON, hashed
+    summary.etag = digest(document)
     summary.generated_at = datetime.fromisoformat(document["generated_at"])
     summary.status = SummaryStatus.ready
-    db.session.commit()
+    db.session.flush()
     log.info("summary built", extra={"summary_id": str(summary_id)})
     return True
-
-
-def hand_out(summary_id: uuid.UUID) -> None:
-    """Hand the build to a worker. If the broker is down the summary stays pending in the
-    database, and the periodic sweep hands it out when the broker is back."""
-    try:
-        current_app.extensions["celery"].send_task(BUILD_TASK, args=[str(summary_id)])
-    except Exception as exc:  # noqa: BLE001 - any broker failure: the sweep catches up
-        log.warning(
-            "broker unavailable; summary left for the sweep",
-            extra={"summary_id": str(summary_id), "error_type": type(exc).__name__},
-        )
-        db.session.rollback()
-        db.session.execute(update(Summary).where(Summary.id == summary_id).values(enqueued_at=None))
-        db.session.commit()
 
 
 def latest_ready(at: datetime | None = None) -> Summary | None:
@@ -166,13 +148,11 @@ def latest_ready(at: datetime | None = None) -> Summary | None:
 
 
 def mark_failed(summary_id: uuid.UUID, reason: str) -> None:
-    db.session.rollback()
     db.session.execute(
         update(Summary)
         .where(Summary.id == summary_id, Summary.status == SummaryStatus.pending)
         .values(status=SummaryStatus.failed, error=reason[:2000])
     )
-    db.session.commit()
 
 
 def sphere_needs(people: int) -> dict[str, float | int]:

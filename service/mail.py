@@ -28,6 +28,7 @@ from typing import Any
 
 from flask import current_app, render_template
 
+from service.domain.deliveries import Letter, NotSent, Sent
 from service.domain.exports import to_csv
 from service.types import utcnow
 
@@ -156,30 +157,36 @@ def _stamp(moment: datetime) -> str:
     return moment.strftime("%Y%m%dT%H%MZ")
 
 
-def compose(
-    *,
-    delivery_id: str,
-    scheduled_for: datetime,
-    email: str,
-    zone: str,
-    cron: str,
-    site_ids: list[str],
-    formats: list[str],
-    summary_id: str,
-    summary_as_of: datetime,
-    document: dict[str, Any],
-    unsubscribe_url: str,
-) -> Outgoing:
+def send(letter: Letter) -> Sent | NotSent:
+    """Compose the letter's email and send it (SMTP) or keep it (outbox)."""
+    try:
+        outgoing = compose(letter)
+    except Exception as exc:
+        log.exception("email could not be composed", extra={"delivery_id": str(letter.delivery_id)})
+        return NotSent(f"The email could not be composed ({type(exc).__name__}).", permanent=True)
+    try:
+        where = deliver(outgoing)
+    except PermanentFailure as exc:
+        return NotSent(str(exc), permanent=True)
+    except TemporaryFailure as exc:
+        return NotSent(str(exc), permanent=False)
+    return Sent(outgoing.message["Message-ID"], "smtp" if where == "smtp" else "outbox")
+
+
+def compose(letter: Letter) -> Outgoing:
     """The situation report email for one delivery."""
+    delivery_id = str(letter.delivery_id)
+    email, site_ids, document = letter.email, letter.site_ids, letter.document
+    summary_id, unsubscribe_url = letter.summary_id, letter.unsubscribe_url
     config = current_app.config
     base = config["PUBLIC_BASE_URL"]
-    context = report_context(document, site_ids, zone)
+    context = report_context(document, site_ids, letter.zone)
     context.update(
         summary_url=f"{base}/api/v1/summaries/{summary_id}",
         csv_url=f"{base}/api/v1/summaries/{summary_id}?format=csv",
         unsubscribe_url=unsubscribe_url,
         email=email,
-        cron=cron,
+        cron=letter.cron,
         site_ids=site_ids,
         number=_number,
     )
@@ -201,8 +208,8 @@ def compose(
     message.add_alternative(
         render_template("email/report.html", **context), subtype="html", cte="quoted-printable"
     )
-    stamp = _stamp(summary_as_of)
-    for fmt in formats:
+    stamp = _stamp(letter.summary_as_of)
+    for fmt in letter.formats:
         body = to_csv(document, site_ids=site_ids or None, hxl=fmt == "hxl")
         message.add_attachment(
             body.encode("utf-8"),
@@ -220,7 +227,7 @@ def compose(
         message=message,
         sender=sender,
         recipient=email,
-        name=f"{scheduled_for:%Y%m%dT%H%M%SZ}-{delivery_id}",
+        name=f"{letter.scheduled_for:%Y%m%dT%H%M%SZ}-{delivery_id}",
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.auth import Caller
+from service.domain.callers import Caller
 from service.extensions import db
 from service.models import AuditEvent
 

@@ -1,0 +1,44 @@
+"""The core speaks no HTTP: importing any module of `service.domain` loads nothing of the
+web edge (the API, the dashboard, their problem+json errors, flask-smorest) nor the
+email rendering, so workers, the command line and other edges can use it as it is."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+EDGE = (
+    "service.api",
+    "service.dashboard",
+    "service.errors",
+    "service.auth",
+    "service.mail",
+    "flask_smorest",
+    "webargs",
+    "apispec",
+)
+
+
+def test_importing_the_core_loads_nothing_of_the_edge():
+    # A fresh interpreter imports every module of the core (subpackages too); what any one
+    # of them loads is then in sys.modules.
+    script = textwrap.dedent(
+        f"""
+        import importlib, pkgutil, sys
+        import service.domain
+        names = [m.name for m in pkgutil.walk_packages(service.domain.__path__, "service.domain.")]
+        for name in names:
+            importlib.import_module(name)
+        edge = {EDGE!r}
+        loaded = sorted(m for m in sys.modules if m.startswith(edge))
+        print(len(names))
+        print(",".join(loaded))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    count, loaded = done.stdout.strip().splitlines() + [""] * (2 - len(done.stdout.split()))
+    assert int(count) >= 15, done.stdout  # every module was found and imported
+    assert loaded == "", f"the core loads the edge: {loaded}"
