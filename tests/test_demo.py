@@ -24,7 +24,6 @@ from service.models import (
     Group,
     GroupMove,
     GroupStatusChange,
-    IdempotencyRecord,
     Report,
     ReportNeed,
     Summary,
@@ -33,7 +32,7 @@ from tests import browser
 from tests.conftest import Auth, _empty_tables, _settings
 from tests.helpers import AIRPORT, CENTRE, count_rows
 
-TABLES = (Group, GroupMove, GroupStatusChange, IdempotencyRecord, Report, ReportNeed, Summary)
+TABLES = (Group, GroupMove, GroupStatusChange, Report, ReportNeed, Summary)
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,9 @@
 """The import's quick path and its careful path give the same verdict on every row.
 
-`quick_row` checks plainly written rows without the API's field classes; whatever it
-is not sure of goes to `parse_row`. So for any row: either the quick path steps aside
-(None) or it builds exactly the Row `parse_row` builds, fingerprint and key included.
+`quick_row` checks plainly written rows inline; whatever it is not sure of goes to
+`parse_row`, which is the one rule (`headcounts.read_report`) reading a CSV row. So for
+any row: either the quick path steps aside (None) or it builds exactly the Row
+`parse_row` builds, fingerprint and key included.
 It must never take a row `parse_row` refuses, and it must take the rows a spreadsheet
 writes (else the import is slow for nothing).
 """
@@ -16,9 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.domain.imports.checking import Row, parse_row, quick_fingerprint, quick_row
+from service.domain.imports.checking import Row, parse_row, quick_row
 from service.domain.imports.reading import COLUMNS
-from service.domain.reports import request_fingerprint
 from service.models import NEEDS_SECTORS, SADD_KEYS, VULNERABLE_KEYS
 
 THOROUGH = settings(
@@ -149,8 +149,8 @@ def rows(draw: st.DrawFn) -> dict[str, str]:
 
 
 def verdicts(cells: dict[str, str]) -> tuple[Row | None, Row | list[tuple[str, str]]]:
-    now = datetime.now(UTC)
-    return quick_row(7, cells, now + timedelta(seconds=120)), parse_row(7, cells, now)
+    latest = datetime.now(UTC) + timedelta(seconds=120)
+    return quick_row(7, cells, latest), parse_row(7, cells, latest)
 
 
 @pytest.fixture
@@ -234,46 +234,3 @@ def test_the_quick_path_leaves_every_bad_row_to_the_careful_path(context):
         quick, careful = verdicts({**good, **change})
         assert quick is None, change
         assert isinstance(careful, list) and careful, change
-
-
-@st.composite
-def report_data(draw: st.DrawFn) -> dict:
-    data: dict = {"observed_at": NOW - timedelta(hours=draw(st.floats(0, 1000)))}
-    data["total"] = draw(st.integers(0, 1_000_000))
-    if draw(st.booleans()):
-        data["group_id"] = draw(st.uuids())
-    else:
-        data["site_id"] = draw(st.text(min_size=1))
-        data["group_label"] = draw(st.text(min_size=1))
-    if draw(st.booleans()):
-        data["sadd"] = {key: draw(st.integers(0, 10**6)) for key in SADD_KEYS}
-    vulnerable = {
-        key: draw(st.integers(0, 10**6))
-        for key in draw(st.lists(st.sampled_from(VULNERABLE_KEYS), min_size=1, unique=True))
-    }
-    if draw(st.booleans()):
-        data["vulnerable"] = vulnerable
-    if draw(st.booleans()):
-        data["needs"] = [
-            {"sector": s, "severity": n, **({"note": note} if note is not None else {})}
-            for s, n, note in draw(
-                st.lists(
-                    st.tuples(
-                        st.sampled_from(NEEDS_SECTORS),
-                        st.integers(1, 5),
-                        st.one_of(st.none(), st.text()),
-                    ),
-                    min_size=1,
-                )
-            )
-        ]
-    if draw(st.booleans()):
-        data["note"] = draw(st.text())
-    return data
-
-
-@THOROUGH
-@given(data=report_data())
-def test_the_quick_fingerprint_is_the_apis(data):
-    """A row imported, then resent through the API, must be recognised as the same report."""
-    assert quick_fingerprint(data) == request_fingerprint(data)

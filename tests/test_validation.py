@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.models import SADD_KEYS, VULNERABLE_KEYS, AuditEvent, IdempotencyRecord, Report
+from service.models import SADD_KEYS, VULNERABLE_KEYS, AuditEvent, Report
 from tests.conftest import Auth
 from tests.helpers import (
     AIRPORT,
@@ -29,7 +29,7 @@ from tests.helpers import (
 
 
 def nothing_stored(app: Any) -> bool:
-    return count_rows(app, Report) == 0 and count_rows(app, IdempotencyRecord) == 0
+    return count_rows(app, Report) == 0
 
 
 @pytest.fixture

@@ -1,29 +1,21 @@
-"""Fields shared by the API schemas: strict about what a field may carry."""
+"""Fields shared by the API schemas: marshmallow's own types, held to the core's rules
+(service/domain/rules.py) so a value passes here exactly when it passes everywhere."""
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from marshmallow import ValidationError, fields, validate
+from marshmallow import ValidationError, fields
 
-from service.domain.sites import SLUG
-
-# C0 controls and DEL; PostgreSQL refuses NUL outright, and none belong in a label.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-_CONTROL_OR_NEWLINE = re.compile(r"[\x00-\x1f\x7f]")
-# The whitespace people leave around a value; trimmed before the control check, so a
-# stray trailing newline is forgiven but any other control character is refused.
-_PLAIN_WHITESPACE = " \t\r\n"
+from service.domain import rules
 
 
-def _encodable(text: str) -> None:
-    """Refuse lone surrogates (JSON allows "\\ud800"): no database can store them."""
+def _held(check: Any, *args: Any, **kwargs: Any) -> Any:
     try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValidationError("Must be valid Unicode text.") from None
+        return check(*args, **kwargs)
+    except rules.RuleError as exc:
+        raise ValidationError(exc.message) from None
 
 
 class Text(fields.String):
@@ -36,65 +28,45 @@ class Text(fields.String):
         super().__init__(**kwargs)
         self.max_length = max_length
         self.multiline = multiline
-        self.pattern = _CONTROL if multiline else _CONTROL_OR_NEWLINE
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | None:
         raw = super()._deserialize(value, attr, data, **kwargs)
-        _encodable(raw)
-        if self.multiline:
-            raw = raw.replace("\r\n", "\n")
-        if self.pattern.search(raw.strip(_PLAIN_WHITESPACE)):
-            raise ValidationError("Must not contain control characters.")
-        text = raw.strip()
-        if len(text) > self.max_length:
-            raise ValidationError(f"At most {self.max_length} characters.")
-        if not text:
-            if self.allow_none:
-                return None
-            raise ValidationError("Must not be empty.")
-        return text
+        return _held(
+            rules.text,
+            raw,
+            max_length=self.max_length,
+            multiline=self.multiline,
+            nullable=self.allow_none,
+        )
 
 
 class SiteId(fields.String):
     """A reference to a site by its slug id; anything that could not be one is refused."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(
-            validate=[
-                validate.Length(min=2, max=64),
-                validate.Regexp(SLUG, error="Use a slug: lowercase letters, digits and hyphens."),
-            ],
-            **kwargs,
-        )
+        low, high = rules.SLUG_LENGTH
+        # For the OpenAPI document; the rule itself is rules.slug.
+        documented = {"minLength": low, "maxLength": high, "pattern": "^[a-z0-9]+(-[a-z0-9]+)*$"}
+        super().__init__(metadata=documented | kwargs.pop("metadata", {}), **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        return _held(rules.slug, super()._deserialize(value, attr, data, **kwargs))
 
 
 class Moment(fields.AwareDateTime):
-    """An ISO 8601 moment with a time zone, read as UTC (as it is stored and shown).
-
-    A moment that has no UTC equivalent (year 1 at +05:00) is refused here, not left
-    to overflow when it is compared or stored.
-    """
+    """An ISO 8601 moment with a time zone, read as UTC (as it is stored and shown)."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
-        moment = super()._deserialize(value, attr, data, **kwargs)
-        try:
-            return moment.astimezone(UTC)
-        except OverflowError:
-            raise ValidationError("Out of range.") from None
+        return _held(rules.in_utc, super()._deserialize(value, attr, data, **kwargs))
 
 
 class Count(fields.Integer):
     """A head count: a whole number of people, 0 to a million (JSON numbers only)."""
 
-    MAXIMUM = 1_000_000
+    MAXIMUM = rules.COUNT_MAXIMUM
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(strict=True, **kwargs)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
-        number = super()._deserialize(value, attr, data, **kwargs)
-        if number < 0:
-            raise ValidationError("Must be 0 or more.")
-        if number > self.MAXIMUM:
-            raise ValidationError(f"Must be at most {self.MAXIMUM:,}.")
-        return number
+        return _held(rules.count, super()._deserialize(value, attr, data, **kwargs))

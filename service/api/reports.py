@@ -1,22 +1,33 @@
-"""/api/v1/reports: head counts, one at a time or as an offline batch."""
+"""/api/v1/reports: head counts, one at a time or as an offline batch.
+
+Both go through the one rule (`headcounts.read_report`) and the one writer (via
+`reports.submit`). A resend (the same key and body) answers 200 with the report as it
+was first stored and `Idempotent-Replayed: true`; a new report answers 201. A batch
+answers each item the same way, in order.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from datetime import timedelta
 from typing import Any
 
-from flask import Response, current_app, jsonify, request
+from flask import current_app, request
 from flask.views import MethodView
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, fields, validate
 
 from service.api.fields import Count, Moment, SiteId, Text
 from service.api.pagination import QueryPage
 from service.api.parsing import Blueprint
 from service.auth import current_caller, requires
+from service.domain import headcounts
 from service.domain import reports as domain
-from service.errors import Problem, field_errors, problem_body
+from service.domain.errors import DomainError, FieldError, Invalid
+from service.errors import Problem, ProblemOut, domain_problem, status_of
 from service.extensions import db
 from service.models import NEEDS_SECTORS, Report, Role
+from service.types import utcnow
 
 blp = Blueprint("reports", __name__, url_prefix="/api/v1/reports", description="Head counts")
 
@@ -51,10 +62,13 @@ class VulnerableIn(Schema):
 class NeedIn(Schema):
     sector = fields.String(required=True, validate=validate.OneOf(NEEDS_SECTORS))
     severity = fields.Integer(strict=True, required=True, validate=validate.Range(1, 5))
-    note = Text(max_length=1000, multiline=True, allow_none=True)
+    note = Text(max_length=headcounts.NEED_NOTE_LENGTH, multiline=True, allow_none=True)
 
 
 class ReportIn(Schema):
+    """A head count. The fields document it; what decides is the one rule every way in
+    shares (`headcounts.read_report`), which `load` calls."""
+
     group_id = fields.UUID(required=True)
     observed_at = Moment(
         required=True,
@@ -63,25 +77,35 @@ class ReportIn(Schema):
     total = Count(required=True)
     sadd = fields.Nested(SaddIn, allow_none=True)
     vulnerable = fields.Nested(VulnerableIn, allow_none=True)
-    needs = fields.List(fields.Nested(NeedIn), validate=validate.Length(max=len(NEEDS_SECTORS) * 5))
-    note = Text(max_length=2000, multiline=True, allow_none=True)
+    needs = fields.List(fields.Nested(NeedIn), validate=validate.Length(max=headcounts.MAX_NEEDS))
+    note = Text(max_length=headcounts.NOTE_LENGTH, multiline=True, allow_none=True)
     supersedes = fields.Integer(
         strict=True,
         allow_none=True,
-        # Report ids are 32-bit integers; a larger one names no report (and PostgreSQL
-        # would refuse to compare it with one).
-        validate=validate.Range(1, 2**31 - 1),
+        validate=validate.Range(1, headcounts.LARGEST_REPORT_ID),
         metadata={"description": "The id of an earlier report of this group that this corrects."},
     )
     client_id = fields.UUID(
         metadata={"description": "The sender's id for this report, used as its idempotency key."}
     )
 
+    def load(self, data: Any, **_kwargs: Any) -> headcounts.HeadCount:  # type: ignore[override]
+        """The head count, or `Invalid` (answered 422 with every field that is wrong)."""
+        return read(data)
+
+
+def read(data: Any) -> headcounts.HeadCount:
+    skew = timedelta(seconds=current_app.config["CLOCK_SKEW_SECONDS"])
+    return headcounts.read_report(data, latest=utcnow() + skew)
+
 
 class BatchIn(Schema):
     # Items are checked one by one (a null item gets its own 422), so any value is taken.
     reports = fields.List(
-        fields.Raw(allow_none=True), required=True, validate=validate.Length(min=1)
+        fields.Raw(allow_none=True),
+        required=True,
+        validate=validate.Length(min=1),
+        metadata={"description": "Head counts, each as `POST /api/v1/reports` takes one."},
     )
 
 
@@ -109,9 +133,11 @@ class ReportOut(Schema):
 class BatchItemOut(Schema):
     index = fields.Integer()
     client_id = fields.String(allow_none=True)
-    status = fields.Integer(metadata={"description": "201 stored, 200 replayed, or a 4xx."})
+    status = fields.Integer(
+        metadata={"description": "201 stored, 200 stored before (a resend), or a 4xx."}
+    )
     report = fields.Nested(ReportOut, allow_none=True)
-    problem = fields.Dict(allow_none=True)
+    problem = fields.Nested(ProblemOut, allow_none=True)
 
 
 class BatchOut(Schema):
@@ -127,8 +153,7 @@ class ReportQueryArgs(Schema):
     )
 
 
-def render(report: Report) -> dict[str, Any]:
-    return ReportOut().dump(report)
+REPLAYED = {"Idempotent-Replayed": "true"}
 
 
 def header_key() -> str | None:
@@ -145,15 +170,16 @@ def header_key() -> str | None:
     return match.group(1)
 
 
-def idempotency_key(data: dict[str, Any], header: str | None) -> str | None:
-    client_id = str(data["client_id"]) if data.get("client_id") else None
-    if header and client_id and header != client_id:
-        raise Problem(
-            422,
+def keyed(report: headcounts.HeadCount, header: str | None) -> headcounts.HeadCount:
+    """The report with its idempotency key: the header's, or its own client_id."""
+    if header is None:
+        return report
+    if report.client_id is not None and report.client_id != header:
+        raise Invalid(
             "The Idempotency-Key header and the body's client_id differ; send one, or the same.",
-            errors=[{"field": "client_id", "message": "Differs from the Idempotency-Key header."}],
+            errors=[FieldError("client_id", "Differs from the Idempotency-Key header.")],
         )
-    return header or client_id
+    return dataclasses.replace(report, client_id=header)
 
 
 @blp.route("")
@@ -177,18 +203,23 @@ class Reports(MethodView):
 
     @requires(*WRITERS)
     @blp.arguments(ReportIn)
-    @blp.response(201, ReportOut)
-    @blp.alt_response(200, description="A resend: the answer to the first request.")
-    def post(self, data: dict[str, Any]) -> Response:
+    @blp.response(201, ReportOut, description="Stored.")
+    @blp.alt_response(
+        200,
+        schema=ReportOut,
+        description="A resend (the same key and body): the report as it was first stored, "
+        "with `Idempotent-Replayed: true`. Nothing new is stored.",
+    )
+    def post(self, report: headcounts.HeadCount) -> Any:
         """Submit one head count. Send an `Idempotency-Key` so a resend stores nothing new."""
-        key = idempotency_key(data, header_key())
-        outcome = domain.submit_report(current_caller(), data, key, render)
-        response = jsonify(outcome.body)
-        response.status_code = outcome.status
-        response.headers["Location"] = f"/api/v1/reports/{outcome.body['id']}"
-        if outcome.replayed:
-            response.headers["Idempotent-Replayed"] = "true"
-        return response
+        (answer,) = domain.submit(current_caller(), [keyed(report, header_key())])
+        if answer.refused is not None:
+            raise answer.refused
+        db.session.commit()
+        headers = {"Location": f"/api/v1/reports/{answer.report.id}"}  # type: ignore[union-attr]
+        if answer.replayed:
+            return answer.report, 200, headers | REPLAYED
+        return answer.report, 201, headers
 
 
 @blp.route("/<int:report_id>")
@@ -197,8 +228,7 @@ class ReportById(MethodView):
     @blp.response(200, ReportOut)
     def get(self, report_id: int) -> Report:
         """One head count: the one a POST's `Location` names (coordinators and admins)."""
-        # Report ids are 32-bit; PostgreSQL refuses to compare one with a larger number.
-        report = db.session.get(Report, report_id) if report_id < 2**31 else None
+        report = domain.get_report(report_id)
         if report is None:
             raise Problem(404, f"There is no report {report_id}.")
         return report
@@ -209,9 +239,10 @@ class ReportBatch(MethodView):
     @requires(*WRITERS)
     @blp.arguments(BatchIn)
     @blp.response(200, BatchOut)
-    def post(self, data: dict[str, Any]) -> Response:
+    def post(self, data: dict[str, Any]) -> dict[str, Any]:
         """Sync queued offline reports: a result per item, in order; good items are stored
-        even when others fail. Each item's `client_id` is its idempotency key."""
+        even when others fail. Each item's `client_id` is its idempotency key; an item sent
+        before answers 200 with the report as first stored."""
         items = data["reports"]
         limit = current_app.config["REPORTS_BATCH_LIMIT"]
         if len(items) > limit:
@@ -220,35 +251,33 @@ class ReportBatch(MethodView):
                 f"A batch holds at most {limit} reports; split it and send the rest after.",
                 errors=[{"field": "reports", "message": f"Longer than {limit}."}],
             )
-        caller = current_caller()
-        # Items carry already-rendered reports (some replayed), so no second dump.
-        return jsonify({"results": [submit_item(caller, i, item) for i, item in enumerate(items)]})
+        checked: list[headcounts.HeadCount | DomainError] = []
+        for item in items:
+            try:
+                checked.append(read(item))
+            except DomainError as refused:
+                checked.append(refused)
+        answers = domain.submit(current_caller(), checked)
+        db.session.commit()
+        return {
+            "results": [
+                result(index, item, answer)
+                for index, (item, answer) in enumerate(zip(items, answers, strict=True))
+            ]
+        }
 
 
-def submit_item(caller: Any, index: int, item: Any) -> dict[str, Any]:
-    client_id = (
-        str(item.get("client_id"))
-        if isinstance(item, dict) and item.get("client_id") is not None
-        else None
-    )
-    result: dict[str, Any] = {"index": index, "client_id": client_id}
-    try:
-        if not isinstance(item, dict):
-            raise Problem(422, "Each batch item must be a report object.")
-        try:
-            data = ReportIn().load(item)
-        except ValidationError as exc:
-            raise Problem(
-                422,
-                "The report has invalid fields; see errors.",
-                errors=field_errors(exc.messages),
-            ) from None
-        outcome = domain.submit_report(caller, data, idempotency_key(data, None), render)
-    except Problem as problem:
-        body = problem_body(
-            problem.code or 422, problem.description, title=problem.title, errors=problem.errors
-        )
-        result.update(status=problem.code, report=None, problem=body)
-        return result
-    result.update(status=200 if outcome.replayed else outcome.status, report=outcome.body)
-    return result
+def result(index: int, item: Any, answer: domain.Submitted) -> dict[str, Any]:
+    client_id = item.get("client_id") if isinstance(item, dict) else None
+    shown: dict[str, Any] = {
+        "index": index,
+        "client_id": str(client_id) if client_id is not None else None,
+        "report": answer.report,
+        "problem": None,
+    }
+    if answer.refused is not None:
+        shown["status"] = status_of(answer.refused)
+        shown["problem"] = domain_problem(answer.refused)
+    else:
+        shown["status"] = 200 if answer.replayed else 201
+    return shown

@@ -1,147 +1,193 @@
-"""Head counts: one observation of one group. Append-only; a correction is a new report."""
+"""Head counts through the API: one at a time, or an offline batch, exactly once per key.
+
+Append-only: a correction is a new report naming the one it supersedes. Each report is
+answered on its own (stored, a resend of one stored before, or refused with why), and
+the good ones are stored even when others are refused. The work is set-based: one
+look-up for the whole set (groups, corrected reports, keys) and one write, through the
+one writer (service/domain/writer).
+
+A report's key (the Idempotency-Key header, or its `client_id`) is unique per token in
+the schema. A key stored before answers with the report it names (the same body: a
+replay; another body: refused); a key another request is storing right now is "in
+progress"; a key taken between the look-up and the write (by an import) is looked up
+again and answered the same way.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime
 
-from flask import current_app
+from sqlalchemy import select
 
-from service import audit
-from service.auth import Caller
-from service.domain import idempotency
-from service.errors import Problem
+from service.domain.callers import Caller
+from service.domain.errors import DomainError, FieldError, InProgress, Invalid
+from service.domain.headcounts import HeadCount, Need
+from service.domain.writer import Found, NewReport, Probe, for_session
 from service.extensions import db
-from service.models import SADD_KEYS, VULNERABLE_KEYS, Group, Report, ReportNeed
+from service.models import Report, Role
+from service.types import utcnow
 
-# A typo'd year (0023 for 2023) would otherwise pass as a very old, very stale count.
-EARLIEST_OBSERVATION = datetime(2000, 1, 1, tzinfo=UTC)
+KEY_REUSED = (
+    "This idempotency key was already used for a different report. Use a new key "
+    "for a new report; resend the same body to get the first answer."
+)
+IN_FLIGHT = (
+    "The first request with this idempotency key is still being processed; resend "
+    "the same request in a moment to get its answer."
+)
+# A key taken between look-up and write is looked up again; more rounds than this mean
+# something keeps taking keys away, which no client can fix by resending.
+MAX_ROUNDS = 3
 
-Render = Callable[[Report], dict[str, Any]]
+
+@dataclass(frozen=True, slots=True)
+class StoredReport:
+    """A report as stored, for an answer: the same attributes as the Report model."""
+
+    id: int
+    group_id: uuid.UUID
+    site_id: str
+    observed_at: datetime
+    received_at: datetime
+    total: int
+    sadd: dict[str, int] | None
+    vulnerable: dict[str, int] | None
+    needs: tuple[Need, ...]
+    note: str | None
+    supersedes_id: int | None
+    client_id: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Submitted:
-    status: int
-    body: dict[str, Any]
+    """One report's answer: stored now, stored before under its key (`replayed`), or
+    refused (`refused` says why)."""
+
+    report: StoredReport | Report | None
     replayed: bool = False
+    refused: DomainError | None = None
 
 
-def check_rules(data: dict[str, Any], now: datetime | None = None) -> list[dict[str, str]]:
-    """The rules that span fields; returns field errors (empty when the report is sound)."""
-    errors: list[dict[str, str]] = []
-    now = now or datetime.now(UTC)
-    skew = timedelta(seconds=current_app.config["CLOCK_SKEW_SECONDS"])
-    if data["observed_at"] > now + skew:
-        errors.append({"field": "observed_at", "message": "Must not be in the future."})
-    elif data["observed_at"] < EARLIEST_OBSERVATION:
-        errors.append(
-            {"field": "observed_at", "message": "Must be in 2000 or later; check the year."}
+def submit(
+    caller: Caller, items: Sequence[HeadCount | DomainError], now: datetime | None = None
+) -> list[Submitted]:
+    """Store the sound reports among `items` (flushed; the edge commits), answering each
+    in order. An item that is already a DomainError (it failed its checks) is answered
+    with it. A report's key is its `client_id` (set it to the Idempotency-Key)."""
+    caller.require_role(Role.admin, Role.coordinator)
+    received_at = now or utcnow()
+    answers: list[Submitted | None] = [
+        Submitted(None, refused=item) if isinstance(item, DomainError) else None for item in items
+    ]
+    pending = [(index, item) for index, item in enumerate(items) if isinstance(item, HeadCount)]
+    writer = for_session()
+    replays: dict[int, int] = {}  # item index -> the report its key names
+    for _ in range(MAX_ROUNDS):
+        if not pending:
+            break
+        # A key twice in one set: the first goes now, the others in the next round, where
+        # the first one's report answers them.
+        batch, pending = _first_of_each_key(pending)
+        found = writer.look_up(
+            caller.token_id, [Probe(r.group_id, r.supersedes, r.client_id) for _, r in batch]
         )
-    total = data["total"]
-    sadd = data.get("sadd")
-    if sadd is not None and sum(sadd.values()) != total:
-        errors.append(
-            {
-                "field": "sadd",
-                "message": f"The breakdown adds up to {sum(sadd.values())}, not the total {total}.",
-            }
+        new: list[tuple[int, NewReport]] = []
+        for (index, report), what in zip(batch, found, strict=True):
+            try:
+                replayed = _settle(caller, report, what)
+            except DomainError as refused:
+                answers[index] = Submitted(None, refused=refused)
+                continue
+            if replayed is not None:
+                replays[index] = replayed
+            else:
+                assert report.group_id is not None and what.site_id is not None
+                new.append(
+                    (index, NewReport(report, report.client_id, report.group_id, what.site_id))
+                )
+        stored = writer.store(caller, received_at, [row for _, row in new], audit=True)
+        for (index, row), report_id in zip(new, stored, strict=True):
+            if report_id is None:
+                pending.append((index, row.report))  # its key was taken meanwhile
+            else:
+                answers[index] = Submitted(_as_stored(row, report_id, received_at))
+    for index, _ in pending:
+        answers[index] = Submitted(None, refused=InProgress(IN_FLIGHT, title="Request in progress"))
+    if replays:
+        earlier = _reports(set(replays.values()))
+        for index, report_id in replays.items():
+            answers[index] = Submitted(earlier[report_id], replayed=True)
+    assert all(answer is not None for answer in answers)
+    return answers  # type: ignore[return-value]
+
+
+def _settle(caller: Caller, report: HeadCount, found: Found) -> int | None:
+    """The report a resend's key names (its answer), or None for a report to store now;
+    raises why it may not be stored."""
+    stored = found.stored
+    if stored is not None:
+        if stored.fingerprint != report.fingerprint:
+            raise Invalid(KEY_REUSED, title="Idempotency key reused")
+        return stored.report_id
+    if found.in_flight:
+        raise InProgress(IN_FLIGHT, title="Request in progress")
+    if found.site_id is None:
+        raise Invalid(
+            f"There is no group '{report.group_id}'; register it first.",
+            errors=[FieldError("group_id", "Unknown group.")],
         )
-    for key, value in (data.get("vulnerable") or {}).items():
-        if value > total:
-            errors.append(
-                {"field": f"vulnerable.{key}", "message": f"Must not exceed the total {total}."}
-            )
-    return errors
+    caller.require_site(found.site_id)
+    if report.supersedes is not None and found.supersedes_group != report.group_id:
+        raise Invalid(
+            "A report can only supersede an earlier report of the same group.",
+            errors=[FieldError("supersedes", "No such report for this group.")],
+        )
+    return None
 
 
-def request_fingerprint(data: dict[str, Any]) -> str:
-    """What makes two reports "the same request": every field but the client_id."""
-    canonical = {k: v for k, v in data.items() if k != "client_id"}
-    canonical["observed_at"] = data["observed_at"].astimezone(UTC).isoformat()
-    return idempotency.fingerprint(canonical)
-
-
-def submit_report(
-    caller: Caller, data: dict[str, Any], key: str | None, render: Render
-) -> Submitted:
-    """Store one validated report, exactly once per idempotency key."""
-    errors = check_rules(data)
-    if errors:
-        raise Problem(422, "The report breaks a counting rule; see errors.", errors=errors)
-    claimed = None
-    if key is not None:
-        claimed = idempotency.claim(caller.token_id, key, request_fingerprint(data))
-        if isinstance(claimed, idempotency.Replay):
-            return Submitted(claimed.status, _replayed(claimed, render), replayed=True)
-    try:
-        report = _store(caller, data, key)
-        body = render(report)
-        if claimed is not None:
-            idempotency.complete(claimed, 201, report.id)
-        db.session.commit()
-    except BaseException:
-        if claimed is not None:
-            idempotency.release(claimed)
+def _first_of_each_key(
+    items: list[tuple[int, HeadCount]],
+) -> tuple[list[tuple[int, HeadCount]], list[tuple[int, HeadCount]]]:
+    seen: set[str] = set()
+    first, later = [], []
+    for index, report in items:
+        key = report.client_id
+        if key is not None and key in seen:
+            later.append((index, report))
         else:
-            db.session.rollback()
-        raise
-    return Submitted(201, body)
+            if key is not None:
+                seen.add(key)
+            first.append((index, report))
+    return first, later
 
 
-def _replayed(replay: idempotency.Replay, render: Render) -> dict[str, Any]:
-    """The first answer again, rendered from the report it stored (append-only, so the same)."""
-    return render(db.session.get_one(Report, replay.report_id))
-
-
-def _store(caller: Caller, data: dict[str, Any], key: str | None) -> Report:
-    group = db.session.get(Group, data["group_id"])
-    if group is None:
-        raise Problem(
-            422,
-            f"There is no group '{data['group_id']}'; register it first.",
-            errors=[{"field": "group_id", "message": "Unknown group."}],
-        )
-    caller.require_site(group.site_id)
-    supersedes = data.get("supersedes")
-    if supersedes is not None:
-        earlier = db.session.get(Report, supersedes)
-        if earlier is None or earlier.group_id != group.id:
-            raise Problem(
-                422,
-                "A report can only supersede an earlier report of the same group.",
-                errors=[{"field": "supersedes", "message": "No such report for this group."}],
-            )
-    sadd = data.get("sadd") or {}
-    vulnerable = data.get("vulnerable") or {}
-    report = Report(
-        group_id=group.id,
-        site_id=group.site_id,
-        observed_at=data["observed_at"],
-        total=data["total"],
-        note=data.get("note"),
-        supersedes_id=supersedes,
-        client_id=key,
-        token_id=caller.token_id,
-        **{k: sadd.get(k) for k in SADD_KEYS},
-        **{k: vulnerable.get(k) for k in VULNERABLE_KEYS},
-        needs=[ReportNeed(**need) for need in data.get("needs") or []],
+def _as_stored(row: NewReport, report_id: int, received_at: datetime) -> StoredReport:
+    report = row.report
+    return StoredReport(
+        id=report_id,
+        group_id=row.group_id,
+        site_id=row.site_id,
+        observed_at=report.observed_at,
+        received_at=received_at,
+        total=report.total,
+        sadd=report.sadd,
+        vulnerable=report.vulnerable,
+        needs=report.needs,
+        note=report.note,
+        supersedes_id=report.supersedes,
+        client_id=row.key,
     )
-    db.session.add(report)
-    db.session.flush()
-    audit.record(
-        caller,
-        "report.create",
-        "report",
-        report.id,
-        after={
-            "group_id": str(group.id),
-            "site_id": group.site_id,
-            "observed_at": report.observed_at.isoformat(),
-            "total": report.total,
-            "supersedes": supersedes,
-        },
-    )
-    return report
+
+
+def _reports(ids: set[int]) -> dict[int, Report]:
+    """Reports stored before, as they are stored (append-only: as first answered)."""
+    found = db.session.execute(select(Report).where(Report.id.in_(ids))).scalars()
+    return {report.id: report for report in found}
+
+
+def get_report(report_id: int) -> Report | None:
+    # Report ids are 32-bit; PostgreSQL refuses to compare one with a larger number.
+    return db.session.get(Report, report_id) if 0 < report_id < 2**31 else None

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.extensions import db
@@ -64,11 +64,18 @@ class Report(db.Model):
     """One head count of one group at one moment. Append-only: corrections are new rows.
 
     The integer id doubles as the order of receipt, the tie-breaker of the counting rule.
+
+    `client_id` is the report's idempotency key (the Idempotency-Key header, a batch
+    item's or an import row's client_id, or a key an import derives from the row), and
+    `fingerprint` the hash of what was sent with it. The unique (token, key) pair is what
+    makes "stored once" hold: no timing, retry or takeover can store a second report for
+    one token's key, and a resend is answered from the report the key names.
     """
 
     __tablename__ = "reports"
     __table_args__ = (
         *_report_constraints(),
+        UniqueConstraint("token_id", "client_id", name="uq_reports_token_key"),
         # The counting rule walks this index: latest observation per group, at or before T.
         Index("ix_reports_group_observed", "group_id", "observed_at", "id"),
         Index("ix_reports_site_observed", "site_id", "observed_at"),
@@ -105,6 +112,7 @@ class Report(db.Model):
     note: Mapped[str | None] = mapped_column(Text)
     supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("reports.id"))
     client_id: Mapped[str | None] = mapped_column(String(255))
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
     token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id"))
 
     needs: Mapped[list[ReportNeed]] = relationship(

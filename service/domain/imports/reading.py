@@ -6,24 +6,13 @@ import codecs
 import csv
 import io
 import itertools
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
-from service.models import SADD_KEYS, VULNERABLE_KEYS
+from service.domain.headcounts import CELLS as COLUMNS
+from service.domain.headcounts import GROUP_CELLS as GROUP_COLUMNS
 
-GROUP_COLUMNS = ("group_id", "group_label")
-COLUMNS = (
-    "client_id",
-    "site_id",
-    "group_label",
-    "group_id",
-    "observed_at",
-    "total",
-    *SADD_KEYS,
-    *VULNERABLE_KEYS,
-    "needs",
-    "note",
-)
 REQUIRED_COLUMNS = ("observed_at", "total")
 
 
@@ -60,6 +49,7 @@ class CsvSource:
         self.header: list[str] = []
         self.delimiter = ","
         self.row_count = 0
+        self.checked = False
 
     @classmethod
     def from_bytes(cls, data: bytes, name: str) -> CsvSource:
@@ -70,6 +60,16 @@ class CsvSource:
         return cls(lambda: open(path, "rb"), str(path))  # noqa: SIM115 - closed by the reader
 
     def check(self) -> CsvSource:
+        """The whole file: its encoding, its header and every row readable as CSV."""
+        self.check_header()
+        # Counting only: every cell is read (and decoded) as for the import, no row built.
+        self.row_count = sum(1 for _ in self._cells())
+        self.checked = True
+        return self
+
+    def check_header(self) -> CsvSource:
+        """What can be told at once: the file is not empty, not UTF-16, and its header
+        names the columns needed (an upload is answered with this before it is queued)."""
         with self._open() as raw:
             first = raw.read(4)
             if not first:
@@ -78,8 +78,8 @@ class CsvSource:
                 raise ImportFileError(
                     "The file is UTF-16 text; save it as 'CSV UTF-8' (comma-separated)."
                 )
-        # Counting only: every cell is read (and decoded) as for the import, no row built.
-        self.row_count = sum(1 for _ in self._cells())
+        for _ in self._cells():
+            break  # the header is read (and checked) before the first row
         return self
 
     def rows(self) -> Iterator[tuple[int, dict[str, str]]]:
@@ -122,7 +122,8 @@ class CsvSource:
 def _check_header(cells: list[str]) -> list[str]:
     header = [cell.strip().lower() for cell in cells]
     unknown = [name for name in header if name and name not in COLUMNS]
-    duplicates = sorted({name for name in header if name and header.count(name) > 1})
+    named = Counter(header)
+    duplicates = sorted(name for name, times in named.items() if name and times > 1)
     missing = [name for name in REQUIRED_COLUMNS if name not in header]
     if not any(name in header for name in GROUP_COLUMNS):
         missing.append("group_id or group_label")

@@ -1,0 +1,354 @@
+"""The writer on PostgreSQL: one statement per set of reports, and COPY for imports.
+
+`store` sends the set as arrays, one per column, and one statement unnests them,
+takes the report ids from the sequence in the order of the rows (the id is the order of
+receipt, the counting rule's tie-breaker), inserts the reports `ON CONFLICT (token_id,
+client_id) DO NOTHING`, then the needs and the audit events of the reports it stored,
+and answers which rows got which id. A row whose key another request stored meanwhile
+gets none: the unique constraint decides, whatever the timing.
+
+`look_up` answers, in one statement, each report's group and site, the group of the
+report it supersedes, what its key already names, and takes a transaction-scoped
+advisory lock on each free key (`pg_try_advisory_xact_lock`): a second request with the
+same key, while the first is still storing it, finds the lock taken and is told the
+first is in flight (409), instead of waiting on the unique index until it ends.
+
+An import's chunks go in by COPY (`copy`), their lines laid out beforehand (`lay_out`,
+in the import's checking thread) with report ids taken from the sequence (`reserve_ids`).
+A key taken already makes the unique constraint refuse the COPY (`KeyTaken`); the chunk
+is then stored again with `store`, where the constraint decides key by key.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+
+from service.domain.callers import Caller
+from service.domain.writer import Found, NewReport, Probe, Stored
+from service.extensions import db
+from service.models import SADD_KEYS, VULNERABLE_KEYS
+
+KEY_CONSTRAINT = "uq_reports_token_key"
+
+_LOOK_UP = text(
+    """
+    SELECT g.site_id, s.group_id, e.id, e.fingerprint,
+           CASE WHEN k.key IS NULL OR e.id IS NOT NULL THEN true
+                ELSE coalesce(pg_try_advisory_xact_lock(hashtextextended(:holder || k.key, 0)),
+                              true)
+           END
+    FROM unnest(CAST(:group_ids AS uuid[]), CAST(:supersedes AS integer[]), CAST(:keys AS text[]))
+         WITH ORDINALITY AS k(group_id, supersedes, key, ord)
+    LEFT JOIN groups g ON g.id = k.group_id
+    LEFT JOIN reports s ON s.id = k.supersedes
+    LEFT JOIN reports e ON e.token_id = :token_id AND e.client_id = k.key
+    ORDER BY k.ord
+    """
+)
+
+_COUNTS = (*SADD_KEYS, *VULNERABLE_KEYS)
+_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("ord", "integer"),
+    ("group_id", "uuid"),
+    ("site_id", "text"),
+    ("observed_at", "timestamptz"),
+    ("observed", "text"),
+    ("total", "integer"),
+    *((key, "integer") for key in _COUNTS),
+    ("note", "text"),
+    ("supersedes_id", "integer"),
+    ("client_id", "text"),
+    ("fingerprint", "text"),
+)
+_STORED = (
+    "group_id, site_id, observed_at, total, "
+    + ", ".join(_COUNTS)
+    + ", note, supersedes_id, client_id, fingerprint"
+)
+_AUDIT = """,
+    a AS (
+        INSERT INTO audit_events (at, token_id, actor, action, entity_type, entity_id, after)
+        SELECT CAST(:received_at AS timestamptz), :token_id, :actor, 'report.create', 'report',
+               CAST(u.id AS text),
+               jsonb_build_object('group_id', CAST(u.group_id AS text), 'site_id', u.site_id,
+                                  'observed_at', u.observed, 'total', u.total,
+                                  'supersedes', u.supersedes_id)
+        FROM u JOIN r ON r.id = u.id ORDER BY u.ord
+    )"""
+
+
+def _store_statement(audit: bool) -> Any:
+    arrays = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _COLUMNS)
+    names = ", ".join(name for name, _ in _COLUMNS)
+    return text(
+        f"""
+        WITH u AS (
+            SELECT nextval('reports_id_seq') AS id, u.*
+            FROM unnest({arrays}) AS u({names})
+        ),
+        r AS (
+            INSERT INTO reports (id, {_STORED}, received_at, token_id)
+            SELECT id, {_STORED}, CAST(:received_at AS timestamptz), :token_id
+            FROM u ORDER BY ord
+            ON CONFLICT (token_id, client_id) DO NOTHING
+            RETURNING id
+        ),
+        n AS (
+            INSERT INTO report_needs (report_id, sector, severity, note)
+            SELECT u.id, x.sector, x.severity, x.note
+            FROM unnest(CAST(:need_ord AS integer[]), CAST(:sector AS text[]),
+                        CAST(:severity AS integer[]), CAST(:need_note AS text[]))
+                 WITH ORDINALITY AS x(ord, sector, severity, note, n)
+            JOIN u ON u.ord = x.ord JOIN r ON r.id = u.id
+            ORDER BY x.n
+        ){_AUDIT if audit else ""}
+        SELECT u.ord, u.id FROM u JOIN r ON r.id = u.id
+        """
+    )
+
+
+_STORE = {True: _store_statement(True), False: _store_statement(False)}
+
+
+class PostgresWriter:
+    def look_up(self, token_id: int | None, probes: Sequence[Probe]) -> list[Found]:
+        rows = db.session.execute(
+            _LOOK_UP,
+            {
+                "token_id": token_id,
+                # The lock's name: the token and the key, hashed to 64 bits.
+                "holder": f"report-key:{token_id}:",
+                "group_ids": [p.group_id for p in probes],
+                "supersedes": [p.supersedes for p in probes],
+                "keys": [p.key for p in probes],
+            },
+        )
+        return [
+            Found(
+                site_id=site_id,
+                supersedes_group=supersedes_group,
+                stored=Stored(report_id, fingerprint) if report_id is not None else None,
+                in_flight=not free,
+            )
+            for site_id, supersedes_group, report_id, fingerprint, free in rows
+        ]
+
+    def stored_keys(self, token_id: int | None, keys: Sequence[str]) -> dict[str, Stored]:
+        if not keys:
+            return {}
+        # One probe of the unique index per key, whatever the planner's statistics say
+        # (a table grown by this very import looks tiny to it, and a join would scan
+        # every report of the token for each chunk).
+        found = db.session.execute(
+            text(
+                "SELECT k.key, e.id, e.fingerprint "
+                "FROM unnest(CAST(:keys AS text[])) AS k(key) CROSS JOIN LATERAL ("
+                "SELECT id, fingerprint FROM reports e "
+                "WHERE e.token_id = :token_id AND e.client_id = k.key LIMIT 1) AS e"
+            ),
+            {"keys": list(keys), "token_id": token_id},
+        )
+        return {key: Stored(report_id, fingerprint) for key, report_id, fingerprint in found}
+
+    def group_sites(self, group_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+        if not group_ids:
+            return {}
+        rows = db.session.execute(
+            text("SELECT id, site_id FROM groups WHERE id = ANY(CAST(:ids AS uuid[]))"),
+            {"ids": list(set(group_ids))},
+        )
+        return dict(rows.tuples().all())
+
+    def store(
+        self,
+        caller: Caller,
+        received_at: datetime,
+        rows: Sequence[NewReport],
+        *,
+        audit: bool,
+    ) -> list[int | None]:
+        if not rows:
+            return []
+        columns: dict[str, list[Any]] = {name: [] for name, _ in _COLUMNS}
+        needs: dict[str, list[Any]] = {
+            "need_ord": [],
+            "sector": [],
+            "severity": [],
+            "need_note": [],
+        }
+        for ord_, row in enumerate(rows):
+            report = row.report
+            sadd = report.sadd or {}
+            vulnerable = report.vulnerable or {}
+            columns["ord"].append(ord_)
+            columns["group_id"].append(row.group_id)
+            columns["site_id"].append(row.site_id)
+            columns["observed_at"].append(report.observed_at)
+            columns["observed"].append(report.observed)
+            columns["total"].append(report.total)
+            for key in SADD_KEYS:
+                columns[key].append(sadd.get(key))
+            for key in VULNERABLE_KEYS:
+                columns[key].append(vulnerable.get(key))
+            columns["note"].append(report.note)
+            columns["supersedes_id"].append(report.supersedes)
+            columns["client_id"].append(row.key)
+            columns["fingerprint"].append(report.fingerprint if row.key is not None else None)
+            for need in report.needs:
+                needs["need_ord"].append(ord_)
+                needs["sector"].append(need.sector)
+                needs["severity"].append(need.severity)
+                needs["need_note"].append(need.note)
+        stored = db.session.execute(
+            _STORE[audit],
+            {
+                **columns,
+                **needs,
+                "received_at": received_at,
+                "token_id": caller.token_id,
+                "actor": caller.name,
+            },
+        )
+        ids: list[int | None] = [None] * len(rows)
+        for ord_, report_id in stored:
+            ids[ord_] = report_id
+        return ids
+
+    # -- an import's chunks, by COPY ---------------------------------------------------
+
+    def reserve_ids(self, count: int) -> list[int]:
+        """`count` report ids from the reports' sequence, ascending: the order of the file
+        (the id is the order of receipt, the counting rule's tie-breaker)."""
+        return db.session.execute(
+            text(
+                "SELECT array_agg(id ORDER BY id) FROM (SELECT nextval('reports_id_seq') AS id "
+                "FROM generate_series(1, :n)) AS ids"
+            ),
+            {"n": count},
+        ).scalar_one()
+
+    def lay_out(
+        self,
+        rows: Sequence[NewReport],
+        report_ids: Sequence[int],
+        token_id: int | None,
+        received_at: datetime,
+        names: dict[Any, str],
+    ) -> list[Lines]:
+        return lay_out(rows, report_ids, token_id, received_at, names)
+
+    def copy(self, lines: Sequence[tuple[str, str]]) -> None:
+        """COPY the rows' reports and needs (each row's lines, from `lay_out`) into the
+        session's transaction, inside a savepoint: `KeyTaken` (the savepoint rolled
+        back, nothing of the chunk stored) when a key is taken already."""
+        import psycopg.errors
+
+        savepoint = db.session.begin_nested()
+        cursor = db.session.connection().connection.driver_connection.cursor()
+        try:
+            for statement, part in ((_COPY_REPORTS, 0), (_COPY_NEEDS, 1)):
+                data = "".join(row[part] for row in lines)
+                if data:
+                    with cursor.copy(statement) as copy:
+                        copy.write(data)
+        except psycopg.errors.UniqueViolation as exc:
+            savepoint.rollback()
+            if exc.diag.constraint_name != KEY_CONSTRAINT:
+                raise
+            raise KeyTaken from None
+        except BaseException:
+            savepoint.rollback()
+            raise
+        finally:
+            cursor.close()
+        savepoint.commit()
+
+
+class KeyTaken(Exception):
+    """A key in the chunk is taken already: the COPY was refused, nothing is stored."""
+
+
+# -- COPY's text format ------------------------------------------------------------------
+
+_COPY_REPORTS = (
+    "COPY reports (id, group_id, site_id, received_at, token_id, observed_at, total, "
+    + ", ".join(_COUNTS)
+    + ", note, client_id, fingerprint) FROM STDIN"
+)
+_COPY_NEEDS = "COPY report_needs (report_id, sector, severity, note) FROM STDIN"
+_NO_SADD = "\t".join(["\\N"] * len(SADD_KEYS))
+_NO_VULNERABLE = "\t".join(["\\N"] * len(VULNERABLE_KEYS))
+_SADD_LINE = "\t".join(["%d"] * len(SADD_KEYS))
+
+# The lines of one row for COPY's text format: its report and its needs (none or more
+# lines), each line ending in a newline.
+Lines = tuple[str, str]
+
+
+def copy_text(value: str | None) -> str:
+    """A text value in COPY's text format (tabs, newlines and backslashes escaped)."""
+    if value is None:
+        return "\\N"
+    return (
+        value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    )
+
+
+def _copy_int(value: int | None) -> str:
+    return "\\N" if value is None else str(value)
+
+
+def _vulnerable_cells(vulnerable: dict[str, int]) -> str:
+    return "\t".join([_copy_int(vulnerable.get(key)) for key in VULNERABLE_KEYS])
+
+
+def lay_out(
+    rows: Sequence[NewReport],
+    report_ids: Sequence[int],
+    token_id: int | None,
+    received_at: datetime,
+    names: dict[Any, str],
+) -> list[Lines]:
+    """Each row's COPY lines, with its report id. `names` keeps each group's and site's
+    text, written once per import. A key (a UUID's text, or "import:" and hex digits)
+    and a sector (one of NEEDS_SECTORS) go in as they are: nothing in them to escape."""
+    received = received_at.isoformat()
+    token = _copy_int(token_id)
+    lines = []
+    for row, report_id in zip(rows, report_ids, strict=True):
+        report = row.report
+        group = names.get(row.group_id)
+        if group is None:
+            group = names[row.group_id] = str(row.group_id)
+        where = names.get(row.site_id)
+        if where is None:
+            where = names[row.site_id] = copy_text(row.site_id)
+        sadd = report.sadd
+        vulnerable = report.vulnerable
+        key = row.key if row.key is not None else "\\N"
+        signed = report.fingerprint if row.key is not None else "\\N"
+        line = (
+            f"{report_id}\t{group}\t{where}\t{received}\t{token}\t{report.observed}\t"
+            f"{report.total}\t"
+            f"{_SADD_LINE % tuple(map(sadd.__getitem__, SADD_KEYS)) if sadd else _NO_SADD}\t"
+            f"{_vulnerable_cells(vulnerable) if vulnerable else _NO_VULNERABLE}\t"
+            f"{copy_text(report.note)}\t{key}\t{signed}\n"
+        )
+        needs = (
+            "".join(
+                f"{report_id}\t{need.sector}\t{need.severity}\t{copy_text(need.note)}\n"
+                for need in report.needs
+            )
+            if report.needs
+            else ""
+        )
+        lines.append((line, needs))
+    return lines
+
+
+WRITER = PostgresWriter()
