@@ -32,6 +32,7 @@ class Base(DeclarativeBase):
         type_annotation_map={
             datetime: UTCDateTime(),
             dict[str, Any]: JSON().with_variant(JSONB(), "postgresql"),
+            list[dict[str, Any]]: JSON().with_variant(JSONB(), "postgresql"),
         },
     )
 

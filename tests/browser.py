@@ -55,8 +55,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(database_url: str, instance: Path) -> Iterator[str]:
-    """gunicorn serving the app on a free loopback port, on the given database."""
+def live_server(database_url: str, instance: Path, broker_url: str | None = None) -> Iterator[str]:
+    """gunicorn serving the app on a free loopback port, on the given database (and the
+    tests' broker, so a test's worker runs the work it hands out)."""
     port = free_port()
     env = dict(
         os.environ,
@@ -66,7 +67,9 @@ def live_server(database_url: str, instance: Path) -> Iterator[str]:
         CELERY_KEY_PREFIX=f"{QUEUE}:",
         LOG_LEVEL="WARNING",
     )
-    if on_services():
+    if broker_url:
+        env["CELERY_BROKER_URL"] = broker_url
+    elif on_services():
         env["CELERY_BROKER_URL"] = REDIS_URL
     log_path = instance / "gunicorn.log"
     instance.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,9 @@ def situation(app, client, auth, tmp_path):
     post_report(client, admin, school["id"], 1250, 1)
     latest = summary_now(app, client, admin, build_here=True)
     with (
-        browser.live_server(app.config["DATABASE_URL"], tmp_path / "web") as base,
+        browser.live_server(
+            app.config["DATABASE_URL"], tmp_path / "web", app.config["CELERY_BROKER_URL"]
+        ) as base,
         browser.chromium() as chromium,
     ):
         yield {"base": base, "chromium": chromium, "latest": latest}
@@ -92,7 +94,7 @@ def test_a_reader_cannot_reach_admin_actions(situation, auth):
     assert uploaded.status == 403
 
 
-def test_an_admin_imports_a_file_in_the_browser(situation, auth, tmp_path):
+def test_an_admin_imports_a_file_in_the_browser(situation, auth, tmp_path, module_worker):
     base = situation["base"]
     page = situation["chromium"].new_page(viewport={"width": 1200, "height": 900})
     browser.sign_in(page, base, auth.token("admin"))
@@ -105,6 +107,9 @@ def test_an_admin_imports_a_file_in_the_browser(situation, auth, tmp_path):
     )
     page.set_input_files("#file", str(csv_file))
     page.click("form[enctype] button[type=submit]")
+    # A worker imports it; the job's page reloads itself until it is done.
+    assert re.search(r"/import/[0-9a-f-]{36}$", page.url)
+    page.locator("#import-status", has_text="Done").wait_for(timeout=30_000)
     assert page.locator("#stored").inner_text() == "1"
     assert page.locator("#failed").inner_text() == "1"
     assert re.search(r"Must be 0 or more", page.locator("#import-result").inner_text())

@@ -25,6 +25,7 @@ from tests.helpers import (
     hours_ago,
     post_report,
     summary_now,
+    wait_for,
 )
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -205,7 +206,7 @@ def test_a_coordinator_can_ask_for_a_summary_now(app, client, auth):
     assert coordinator.post("/request-summary").status_code == 400
 
 
-def test_an_admin_uploads_a_csv_on_the_dashboard(app, client, auth):
+def test_an_admin_uploads_a_csv_on_the_dashboard(app, client, auth, module_worker):
     group = create_group(client, auth.admin, CENTRE)
     admin = signed_in(app, auth.token("admin"))
     text = (
@@ -221,10 +222,19 @@ def test_an_admin_uploads_a_csv_on_the_dashboard(app, client, auth):
         return admin.post("/import", data=data, content_type="multipart/form-data")
 
     assert send(None).status_code == 400
-    page = send(csrf_token(admin, "/import"))
-    html = page.get_data(as_text=True)
-    assert page.status_code == 200
-    assert '<strong id="stored">1</strong>' in html
+    sent = send(csrf_token(admin, "/import"))
+    assert sent.status_code == 303
+    job_page = sent.headers["Location"]
+    assert re.fullmatch(r"/import/[0-9a-f-]{36}", job_page)
+
+    def done() -> str | None:
+        html = admin.get(job_page).get_data(as_text=True)
+        return html if "Done: every row" in html else None
+
+    running = admin.get(job_page).get_data(as_text=True)
+    assert "Done: every row" in running or 'http-equiv="refresh"' in running
+    html = wait_for(done)
+    assert 'http-equiv="refresh"' not in html  # it stops reloading once done
     assert '<strong id="failed">1</strong>' in html
     assert "Must be 0 or more." in html
     assert count_rows(app, Report) == 1

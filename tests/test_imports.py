@@ -2,7 +2,8 @@
 
 Good rows are stored, bad rows store nothing and are reported by row and field, a
 re-import stores nothing new, and a row passes exactly when the same report would pass
-`POST /api/v1/reports`.
+`POST /api/v1/reports`. An upload answers 202 at once and a worker imports it; its job
+(`GET /api/v1/imports/{id}`) shows the counts.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from service.auth import hash_token
 from service.domain.imports import IMPORT_TOKEN_NAME
+from service.domain.tokens import hash_token, system_caller
 from service.extensions import db
-from service.models import ApiToken, Group, IdempotencyRecord, Report, ReportNeed
+from service.models import ApiToken, Group, ImportJob, Report, ReportNeed
 from tests.backends import on_services
 from tests.helpers import (
     AIRPORT,
@@ -29,6 +30,7 @@ from tests.helpers import (
     count_rows,
     create_group,
     hours_ago,
+    wait_for,
 )
 
 SADD_COLUMNS = list(SADD_40)
@@ -93,6 +95,21 @@ def good_and_bad_rows(group_id: str) -> list[dict[str, object]]:
     ]
 
 
+def keyed_reports(app) -> int:
+    """Reports stored under a key (every imported one is)."""
+    from sqlalchemy import func, select
+
+    with app.app_context():
+        return db.session.execute(
+            select(func.count()).select_from(Report).where(Report.client_id.is_not(None))
+        ).scalar_one()
+
+
+def committing(result) -> None:
+    """An importer's `on_chunk`, as the import job's: each chunk committed."""
+    db.session.commit()
+
+
 def read_errors(path: Path) -> list[dict[str, str]]:
     with path.open(newline="", encoding="utf-8") as stream:
         return list(csv.DictReader(stream))
@@ -149,12 +166,12 @@ def test_reimporting_the_same_file_stores_nothing_new(app, client, auth, tmp_pat
     path = write(tmp_path, good_and_bad_rows(group["id"]))
     runner = app.test_cli_runner()
     runner.invoke(args=["import", str(path)])
-    counts = [count_rows(app, m) for m in (Report, ReportNeed, Group, IdempotencyRecord)]
+    counts = [count_rows(app, m) for m in (Report, ReportNeed, Group)]
 
     again = runner.invoke(args=["import", str(path)])
 
     assert "9 rows: 0 stored, 3 already imported, 6 failed; 0 groups created." in again.output
-    assert [count_rows(app, m) for m in (Report, ReportNeed, Group, IdempotencyRecord)] == counts
+    assert [count_rows(app, m) for m in (Report, ReportNeed, Group)] == counts
 
 
 def test_a_client_id_reused_for_other_content_is_an_error_row(app, client, auth, tmp_path):
@@ -177,8 +194,9 @@ def test_a_client_id_reused_for_other_content_is_an_error_row(app, client, auth,
 
 def test_a_file_mixing_new_rows_with_imported_ones_stores_only_the_new(app, client, auth, tmp_path):
     """On PostgreSQL a new import stores before it looks keys up; the keys taken show up
-    at the claims' unique constraint. Either way: the new rows stored once, in the
-    file's order, the old ones "already imported" or refused, and no stray report."""
+    at the reports' unique (token, key) constraint. Either way: the new rows stored
+    once, in the file's order, the old ones "already imported" or refused, and no
+    stray report."""
     group = create_group(client, auth.admin, CENTRE)
     keys = [f"7d0c2a4e-8f45-4c3a-9a1d-1b2c3d4e5f{n:02d}" for n in range(6)]
     rows = [
@@ -194,20 +212,14 @@ def test_a_file_mixing_new_rows_with_imported_ones_stores_only_the_new(app, clie
     assert "7 rows: 4 stored, 2 already imported, 1 failed" in result.output
     errors = read_errors(tmp_path / "mixed.errors.csv")
     assert [(e["row"], e["field"]) for e in errors] == [("8", "client_id")]
-    assert count_rows(app, Report) == count_rows(app, IdempotencyRecord) == 6
+    assert count_rows(app, Report) == keyed_reports(app) == 6
     with app.app_context():
         # The first import's two, then the new four in the order of the file.
         stored = db.session.execute(
             db.select(Report.client_id, Report.total).order_by(Report.id)
         ).all()
-        # Each claim names the report stored for its key (none points at a stray one).
-        claimed = db.session.execute(
-            db.select(IdempotencyRecord.key, Report.client_id).join(
-                Report, Report.id == IdempotencyRecord.report_id
-            )
-        ).all()
     assert [total for _, total in stored] == [11, 13, 10, 12, 14, 15]
-    assert len(claimed) == 6 and all(key == client_id for key, client_id in claimed)
+    assert sorted(key for key, _ in stored) == keys  # each key once, on its own report
 
 
 def test_a_reimport_in_many_chunks_stores_nothing_and_still_spots_changed_rows(app, client, auth):
@@ -228,19 +240,22 @@ def test_a_reimport_in_many_chunks_stores_nothing_and_still_spots_changed_rows(a
     ]
     numbered = [(n + 2, row) for n, row in enumerate(rows)]
     with app.app_context():
-        caller = imports.system_caller("test")
-        first = imports.Importer(caller, "x.csv", chunk_size=2)
+        caller = system_caller("test")
+        db.session.commit()
+        first = imports.Importer(caller, "x.csv", chunk_size=2, on_chunk=committing)
         first.feed(numbered)
         assert first.finish().stored == 7
+        db.session.commit()
 
         changed = [*numbered[:5], (7, dict(rows[5], total="99")), numbered[6]]
-        again = imports.Importer(caller, "x.csv", chunk_size=2)
+        again = imports.Importer(caller, "x.csv", chunk_size=2, on_chunk=committing)
         again.feed(changed)
         result = again.finish()
+        db.session.commit()
 
     assert (result.stored, result.already_imported, result.failed) == (0, 6, 1)
     assert [(e.row, e.field) for e in result.errors] == [(7, "client_id")]
-    assert count_rows(app, Report) == count_rows(app, IdempotencyRecord) == 7
+    assert count_rows(app, Report) == keyed_reports(app) == 7
 
 
 def test_a_row_twice_in_one_file_is_stored_once(app, client, auth, tmp_path):
@@ -334,31 +349,52 @@ def upload(client, headers, text: str | bytes, name: str = "day.csv"):
     )
 
 
-def test_admin_upload_answers_with_a_result_per_row_and_stores_once(app, client, auth):
+def imported(client, headers, text: str | bytes, name: str = "day.csv") -> dict:
+    """Upload the file (202 at once), and follow its job until the worker is done."""
+    response = upload(client, headers, text, name)
+    assert response.status_code == 202, response.get_json()
+    assert response.get_json()["status"] == "running"
+    location = response.headers["Location"]
+    assert location == f"/api/v1/imports/{response.get_json()['id']}"
+
+    def finished() -> dict | None:
+        job = client.get(location, headers=headers).get_json()
+        return job if job["status"] != "running" else None
+
+    return wait_for(finished, every=0.1)
+
+
+def test_admin_upload_is_imported_by_a_worker_and_stores_once(app, client, auth, module_worker):
     admin = auth.admin
     group = create_group(client, admin, CENTRE)
     text = csv_text(good_and_bad_rows(group["id"]))
 
-    first = upload(client, admin, text)
-    again = upload(client, admin, text)
+    first = imported(client, admin, text)
+    again = imported(client, admin, text)
 
-    assert first.status_code == 200, first.get_json()
-    body = first.get_json()
-    assert {k: body[k] for k in ("file", "rows", "stored", "already_imported", "failed")} == {
+    assert first["status"] == "done", first
+    assert {k: first[k] for k in ("file", "total_rows", "rows", "stored", "failed")} == {
         "file": "day.csv",
+        "total_rows": 9,
         "rows": 9,
         "stored": 3,
-        "already_imported": 0,
         "failed": 6,
     }
-    assert body["groups_created"] == 1
-    assert {(e["row"], e["field"]) for e in body["errors"]} >= {(4, "total"), (9, "group_id")}
-    assert body["errors_truncated"] is False
-    assert (again.get_json()["stored"], again.get_json()["already_imported"]) == (0, 3)
+    assert first["already_imported"] == 0
+    assert first["groups_created"] == 1
+    assert {(e["row"], e["field"]) for e in first["errors"]} >= {(4, "total"), (9, "group_id")}
+    assert first["errors_truncated"] is False
+    assert first["finished_at"] is not None and first["error"] is None
+    assert (again["stored"], again["already_imported"]) == (0, 3)
     assert count_rows(app, Report) == 3
+    with app.app_context():  # the file itself is not kept once it is imported
+        jobs = db.session.execute(db.select(ImportJob)).scalars().all()
+        assert len(jobs) == 2 and all(job.content is None for job in jobs)
 
 
-def test_an_imported_report_resent_through_the_api_gets_the_stored_answer(app, client, auth):
+def test_an_imported_report_resent_through_the_api_gets_the_stored_answer(
+    app, client, auth, module_worker
+):
     headers = auth.admin
     group = create_group(client, headers, CENTRE)
     key = "7d0c2a4e-8f45-4c3a-9a1d-1b2c3d4e5f10"
@@ -372,7 +408,7 @@ def test_an_imported_report_resent_through_the_api_gets_the_stored_answer(app, c
         "needs": "water:4:one tank",
         "note": "hangar",
     }
-    assert upload(client, headers, csv_text([row])).get_json()["stored"] == 1
+    assert imported(client, headers, csv_text([row]))["stored"] == 1
 
     resent = client.post(
         "/api/v1/reports",
@@ -389,7 +425,7 @@ def test_an_imported_report_resent_through_the_api_gets_the_stored_answer(app, c
         headers=headers,
     )
 
-    assert resent.status_code == 201, resent.get_json()
+    assert resent.status_code == 200, resent.get_json()
     assert resent.headers["Idempotent-Replayed"] == "true"
     assert count_rows(app, Report) == 1
     # The replayed answer is exactly the report as the API shows it.
@@ -406,7 +442,15 @@ def test_only_admins_may_upload(client, auth, role):
     assert_problem(upload(client, headers, "group_id,observed_at,total\n"), 403)
 
 
+def test_only_admins_may_follow_an_import(client, auth, module_worker):
+    job = imported(client, auth.admin, "group_id,observed_at,total\n")
+    for headers in (auth.headers("coordinator", CENTRE), auth.headers("reader")):
+        assert_problem(client.get(f"/api/v1/imports/{job['id']}", headers=headers), 403)
+    assert_problem(client.get(f"/api/v1/imports/{uuid.uuid4()}", headers=auth.admin), 404)
+
+
 def test_upload_problems_are_4xx_never_500(make_app):
+    """What can be told at once is answered at once, and no job is made."""
     app = make_app(MAX_IMPORT_BYTES=2000)
     client = app.test_client()
     from tests.conftest import Auth
@@ -427,13 +471,24 @@ def test_upload_problems_are_4xx_never_500(make_app):
     )
     assert_problem(no_file, 422, "file")
     assert_problem(client.post("/api/v1/reports/import", json={"reports": []}, headers=admin), 415)
+    assert count_rows(app, ImportJob) == 0
     as_body = client.post(
         "/api/v1/reports/import",
         data="group_id,observed_at,total\n",
         headers={**admin, "Content-Type": "text/csv"},
     )
-    assert as_body.status_code == 200
-    assert as_body.get_json()["rows"] == 0
+    assert as_body.status_code == 202
+    assert as_body.get_json()["file"] == "upload.csv"
+
+
+def test_a_file_unreadable_past_its_header_fails_its_job_with_why(client, auth, module_worker):
+    # Past the first few kilobytes, where the upload's quick check of the header reads.
+    good = "x,y,1,plain\n" * 2000
+    text = f"group_id,observed_at,total,note\n{good}x,y,1,caf\u00e9\n".encode("latin-1")
+    job = imported(client, auth.admin, text)
+    assert job["status"] == "failed"
+    assert "not UTF-8" in job["error"]
+    assert job["stored"] == 0
 
 
 # --- the same rules as the API ------------------------------------------------------------
@@ -475,7 +530,7 @@ def as_cells(body: dict) -> dict[str, object]:
 
 @pytest.mark.parametrize(("fields", "overrides"), CASES)
 def test_a_row_passes_exactly_when_the_api_would_take_the_report(
-    app, client, auth, fields, overrides
+    app, client, auth, fields, overrides, module_worker
 ):
     admin = auth.admin
     group = create_group(client, admin, CENTRE)
@@ -484,10 +539,10 @@ def test_a_row_passes_exactly_when_the_api_would_take_the_report(
     item = api.get_json()["results"][0]
     api_fields = {e["field"] for e in (item.get("problem") or {}).get("errors", [])}
 
-    imported = upload(client, admin, csv_text([as_cells(body)])).get_json()
-    import_fields = {e["field"] for e in imported["errors"]}
+    job = imported(client, admin, csv_text([as_cells(body)]))
+    import_fields = {e["field"] for e in job["errors"]}
 
-    assert (item["status"] == 201) == (imported["stored"] == 1), (item, imported)
+    assert (item["status"] == 201) == (job["stored"] == 1), (item, job)
     assert import_fields == api_fields
 
 
@@ -505,31 +560,39 @@ def test_two_counts_at_the_same_moment_the_later_row_counts(app, client, auth, t
 
 
 def test_an_import_stopped_halfway_keeps_whole_chunks_and_says_so(app, client, auth, monkeypatch):
+    from service import importing
     from service.domain import imports
+    from service.domain.imports import jobs
+    from service.domain.writer import for_session
 
     group = create_group(client, auth.admin, CENTRE)
     rows = [
-        (n + 2, {"group_id": group["id"], "observed_at": hours_ago(5 - n / 10), "total": str(n)})
+        {"group_id": group["id"], "observed_at": hours_ago(5 - n / 10), "total": str(n)}
         for n in range(5)
     ]
-    # PostgreSQL COPYs the lines laid out in the checking thread; SQLite inserts.
-    writer, method = (
-        (imports._postgres, "copy_lines") if on_services() else (imports._generic, "store")
-    )
-    original = getattr(type(writer), method)
-    calls: list[int] = []
-
-    def failing(self, *args):
-        calls.append(1)
-        if len(calls) == 2:
-            raise RuntimeError("the database went away")
-        return original(self, *args)
-
-    monkeypatch.setattr(type(writer), method, failing)
     with app.app_context():
-        importer = imports.Importer(imports.system_caller("test"), "x.csv", chunk_size=2)
+        writer = for_session()
+        # PostgreSQL COPYs the lines laid out in the checking thread; SQLite inserts.
+        method = "copy" if on_services() else "store"
+        original = getattr(type(writer), method)
+        calls: list[int] = []
+
+        def failing(self, *args, **kwargs):
+            calls.append(1)
+            if len(calls) == 2:
+                raise RuntimeError("the database went away")
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(type(writer), method, failing)
+        monkeypatch.setattr(imports, "CHUNK_SIZE", 2)
+        job = jobs.create_job(system_caller("test"), "x.csv", csv_text(rows).encode())
+        db.session.commit()
         with pytest.raises(RuntimeError):
-            importer.feed(rows)
+            importing.run_import(job.id)
+        job = db.session.get(ImportJob, job.id, populate_existing=True)
+        assert job.status.value == "failed"
+        assert "stopped after" in job.error and "RuntimeError" in job.error
+        assert job.stored == 2
 
     assert count_rows(app, Report) == 2  # the first chunk, whole; nothing of the second
     event = [e for e in audit_events(app) if e["action"] == "reports.import"][-1]

@@ -1,24 +1,24 @@
-"""/api/v1/reports/import: a CSV file of head counts, uploaded by an admin."""
+"""Imports of head counts from CSV: `POST /api/v1/reports/import` uploads a file (admins)
+and answers 202 at once; a worker runs it; `GET /api/v1/imports/{id}` follows it."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
-from flask import Response, current_app, jsonify, request
+from flask import current_app, request
 from flask.views import MethodView
 from marshmallow import Schema, fields
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from service import importing
 from service.api.parsing import Blueprint
 from service.auth import current_caller, requires
-from service.domain import imports as domain
+from service.domain.imports import ImportFileError, jobs
 from service.errors import Problem
-from service.models import Role
+from service.models import ImportJob, ImportStatus, Role
 
-blp = Blueprint("imports", __name__, url_prefix="/api/v1/reports/import", description="CSV import")
-
-# At most this many row errors in the answer; the counts always cover every row.
-MAX_ERRORS_SHOWN = 1000
+blp = Blueprint("imports", __name__, url_prefix="/api/v1", description="CSV imports")
 
 
 class RowErrorOut(Schema):
@@ -31,14 +31,32 @@ class RowErrorOut(Schema):
 
 
 class ImportOut(Schema):
-    file = fields.String()
-    rows = fields.Integer()
+    id = fields.UUID()
+    status = fields.Enum(
+        ImportStatus,
+        by_value=True,
+        metadata={"description": "`running` until a worker has imported every row."},
+    )
+    file = fields.String(attribute="file_name")
+    total_rows = fields.Integer(
+        allow_none=True, metadata={"description": "Rows in the file, once it has been read."}
+    )
+    rows = fields.Integer(metadata={"description": "Rows done so far."})
     stored = fields.Integer()
     already_imported = fields.Integer()
     failed = fields.Integer()
     groups_created = fields.Integer()
-    errors = fields.List(fields.Nested(RowErrorOut))
+    errors = fields.List(
+        fields.Nested(RowErrorOut),
+        metadata={"description": f"The first {jobs.MAX_ERRORS_KEPT:,} row errors, by row."},
+    )
     errors_truncated = fields.Boolean()
+    error = fields.String(
+        allow_none=True, metadata={"description": "Why the file was refused, or the job stopped."}
+    )
+    created_at = fields.AwareDateTime()
+    started_at = fields.AwareDateTime(allow_none=True)
+    finished_at = fields.AwareDateTime(allow_none=True)
 
 
 CSV_UPLOAD = {
@@ -84,21 +102,28 @@ def uploaded_file() -> tuple[bytes, str]:
     )
 
 
-@blp.route("")
+@blp.route("/reports/import")
 class ReportImport(MethodView):
     @requires(Role.admin)
     @blp.doc(requestBody=CSV_UPLOAD)
-    @blp.response(200, ImportOut)
-    def post(self) -> Response:
-        """Import head counts from a CSV file (admins). Rows with errors store nothing and
-        are listed; a row imported before (same `client_id`, or the same content) is
-        counted as `already_imported`. The columns are those of `needs-tracker import`."""
-        data, name = uploaded_file()
+    @blp.response(202, ImportOut, description="Accepted: poll the `Location` until done.")
+    def post(self) -> Any:
+        """Import head counts from a CSV file (admins). A worker imports it; follow the
+        `Location`. Rows with errors store nothing and are listed; a row imported before
+        (same `client_id`, or the same content) counts as `already_imported`. The columns
+        are those of `needs-tracker import`."""
+        content, name = uploaded_file()
         try:
-            result = domain.import_csv(current_caller(), domain.CsvSource.from_bytes(data, name))
-        except domain.ImportFileError as exc:
-            raise Problem(422, exc.message, errors=exc.errors or None) from None
-        body: dict[str, Any] = result.counts()
-        body["errors"] = [e.as_dict() for e in result.errors[:MAX_ERRORS_SHOWN]]
-        body["errors_truncated"] = len(result.errors) > MAX_ERRORS_SHOWN
-        return jsonify(body)
+            job = importing.start_upload(current_caller(), content, name)
+        except ImportFileError as refused:
+            raise Problem(422, refused.message, errors=refused.errors or None) from None
+        return job, 202, {"Location": f"/api/v1/imports/{job.id}"}
+
+
+@blp.route("/imports/<uuid:job_id>")
+class ImportById(MethodView):
+    @requires(Role.admin)
+    @blp.response(200, ImportOut)
+    def get(self, job_id: uuid.UUID) -> ImportJob:
+        """An import: its status, and its rows done, stored and failed so far."""
+        return jobs.find_job(job_id)

@@ -2,7 +2,7 @@
 
 from service.models.audit import AuditEvent
 from service.models.groups import Group, GroupMove, GroupStatus, GroupStatusChange
-from service.models.idempotency import IdempotencyRecord
+from service.models.imports import ImportJob, ImportStatus
 from service.models.reports import NEEDS_SECTORS, SADD_KEYS, VULNERABLE_KEYS, Report, ReportNeed
 from service.models.sites import Site, SiteKind
 from service.models.subscriptions import (
@@ -26,7 +26,8 @@ __all__ = [
     "GroupMove",
     "GroupStatus",
     "GroupStatusChange",
-    "IdempotencyRecord",
+    "ImportJob",
+    "ImportStatus",
     "Report",
     "ReportNeed",
     "Role",
