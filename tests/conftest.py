@@ -18,11 +18,13 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from service import create_app
-from service.auth import OPERATOR, issue_token
+from service.domain.callers import OPERATOR
 from service.domain.sites import seed_sites
+from service.domain.tokens import issue_token
 from service.extensions import db
 from service.models import Role, Site
 from tests.backends import REDIS_URL, empty_database, on_services
+from tests.openapi_check import CheckedClient
 from tests.smtp import SmtpServer
 
 
@@ -88,6 +90,8 @@ def make_app(database_url: str, broker_url: str, tmp_path: Path) -> Iterator[Cal
     def build(**overrides: Any) -> Flask:
         settings = _settings(tmp_path / "instance", database_url, broker_url)
         app = create_app({**settings, **overrides})
+        # Every answer from the API is held to the OpenAPI document it serves.
+        app.test_client_class = CheckedClient
         with app.app_context():
             if not apps:
                 seed_sites(OPERATOR)

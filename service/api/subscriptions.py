@@ -8,10 +8,10 @@ import uuid
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from flask import Response, jsonify
 from flask.views import MethodView
 from marshmallow import Schema, ValidationError, fields, validate
 
+from service import handoff
 from service.api.fields import SiteId
 from service.api.pagination import QueryPage
 from service.api.parsing import Blueprint
@@ -176,14 +176,11 @@ class Subscriptions(MethodView):
     @requires(Role.admin)
     @blp.arguments(SubscriptionIn)
     @blp.response(201, SubscriptionOut)
-    def post(self, data: dict[str, Any]) -> Response:
+    def post(self, data: dict[str, Any]) -> Any:
         """Subscribe an address to situation reports on a schedule."""
         subscription = domain.create_subscription(current_caller(), data)
         db.session.commit()
-        response = jsonify(SubscriptionOut().dump(subscription))
-        response.status_code = 201
-        response.headers["Location"] = f"/api/v1/subscriptions/{subscription.id}"
-        return response
+        return subscription, 201, {"Location": f"/api/v1/subscriptions/{subscription.id}"}
 
 
 @blp.route("/<uuid:subscription_id>")
@@ -206,17 +203,15 @@ class SubscriptionById(MethodView):
 class SendNow(MethodView):
     @requires(Role.admin)
     @blp.response(202, DeliveryOut)
-    def post(self, subscription_id: uuid.UUID) -> Response:
+    def post(self, subscription_id: uuid.UUID) -> Any:
         """Send the latest ready summary to the subscription now. Poll the `Location`."""
         delivery = deliveries.request_send(current_caller(), subscription_id)
         db.session.commit()
-        deliveries.hand_out([delivery.id])
-        response = jsonify(DeliveryOut().dump(delivery))
-        response.status_code = 202
-        response.headers["Location"] = (
-            f"/api/v1/subscriptions/{subscription_id}/deliveries/{delivery.id}"
-        )
-        return response
+        if not handoff.send_delivery(delivery.id):
+            deliveries.not_handed_out([delivery.id])
+            db.session.commit()
+        location = f"/api/v1/subscriptions/{subscription_id}/deliveries/{delivery.id}"
+        return delivery, 202, {"Location": location}
 
 
 @blp.route("/<uuid:subscription_id>/deliveries")

@@ -7,10 +7,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from flask import Response, jsonify, request
+from flask import Response, request
 from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 
+from service import handoff
 from service.api.fields import Moment
 from service.api.pagination import QueryPage
 from service.api.parsing import Blueprint
@@ -27,6 +28,12 @@ blp = Blueprint(
 log = logging.getLogger(__name__)
 
 FORMATS = {"json": "application/json", "csv": "text/csv", "hxl": "application/vnd.hxl+csv"}
+# CSV and HXL exports: text/csv, one line per site (HXL: with a hashtag row).
+EXPORTS: dict[str, Any] = {
+    "content_type": "text/csv",
+    "description": "`?format=csv` or `?format=hxl` (or `Accept`): the export, as a file.",
+    "example": "site_id,name,people,groups\nstepanakert-airport,Stepanakert airport,715,2\n",
+}
 
 
 class SummaryRequestIn(Schema):
@@ -56,16 +63,98 @@ class SummaryBrief(Schema):
     groups = fields.Function(lambda s: (s.document or {}).get("totals", {}).get("groups"))
 
 
-class SummaryOut(Schema):
-    """A ready summary carries the whole document; a pending one only its state."""
+class SphereNeedsOut(Schema):
+    water_litres_per_day = fields.Float()
+    food_kcal_per_day = fields.Float()
+    covered_space_m2 = fields.Float()
+    latrines = fields.Integer()
 
-    id = fields.UUID()
-    status = fields.Enum(SummaryStatus, by_value=True)
+
+class ReportedNeedOut(Schema):
+    sector = fields.String()
+    groups = fields.Integer(metadata={"description": "Waiting groups whose count named it."})
+    highest_severity = fields.Integer()
+    typical_severity = fields.Integer()
+
+
+class DeparturesOut(Schema):
+    groups = fields.Integer()
+    people = fields.Integer()
+
+
+class FlagOut(Schema):
+    code = fields.String(
+        metadata={
+            "description": "stale_site, stale_group, conflicting_counts, sudden_jump, "
+            "over_capacity or breakdown_missing."
+        }
+    )
+    message = fields.String()
+    site_id = fields.String()
+    group_id = fields.String(metadata={"description": "For coordinators and admins."})
+
+
+COUNTS = fields.Dict(keys=fields.String(), values=fields.Integer())
+
+
+class SiteSummaryOut(Schema):
+    site_id = fields.String()
+    name = fields.String()
+    kind = fields.String()
+    pcode = fields.String(allow_none=True)
+    capacity = fields.Integer(allow_none=True)
+    people = fields.Integer()
+    groups = fields.Integer()
+    people_previous = fields.Integer()
+    change_since_previous = fields.Integer()
+    departures = fields.Nested(DeparturesOut)
+    sadd = COUNTS
+    people_without_sadd = fields.Integer()
+    vulnerable = COUNTS
+    needs = fields.Nested(SphereNeedsOut, metadata={"description": "Sphere minimums, per day."})
+    reported_needs = fields.List(fields.Nested(ReportedNeedOut))
+    last_observed_at = fields.String(allow_none=True)
+    flags = fields.List(fields.Nested(FlagOut))
+
+
+class TotalsOut(Schema):
+    people = fields.Integer()
+    groups = fields.Integer()
+    sites = fields.Integer(metadata={"description": "Sites with waiting groups."})
+    people_previous = fields.Integer()
+    change_since_previous = fields.Integer()
+    departures = fields.Nested(DeparturesOut)
+    sadd = COUNTS
+    people_without_sadd = fields.Integer()
+    vulnerable = COUNTS
+    needs = fields.Nested(SphereNeedsOut)
+    reported_needs = fields.List(fields.Nested(ReportedNeedOut))
+
+
+class SummaryOut(Schema):
+    """A ready summary: the whole document; pending or failed: its state (and `error`)."""
+
+    id = fields.String()
+    status = fields.String(metadata={"description": "pending, ready or failed."})
     as_of = fields.String()
     generated_at = fields.String(allow_none=True)
-    totals = fields.Dict()
-    sites = fields.List(fields.Dict())
-    flags = fields.List(fields.Dict())
+    previous_as_of = fields.String(
+        metadata={"description": "What `change_since_previous` compares with."}
+    )
+    totals = fields.Nested(TotalsOut)
+    sites = fields.List(fields.Nested(SiteSummaryOut))
+    flags = fields.List(fields.Nested(FlagOut))
+    standards = fields.Dict(
+        keys=fields.String(),
+        values=fields.Float(),
+        metadata={"description": "The Sphere minimums the needs were computed with."},
+    )
+    # While not ready:
+    requested_at = fields.String()
+    scheduled = fields.Boolean()
+    people = fields.Integer(allow_none=True)
+    groups = fields.Integer(allow_none=True)
+    error = fields.String()
 
 
 @blp.route("")
@@ -87,21 +176,23 @@ class Summaries(MethodView):
     @requires(Role.admin, Role.coordinator)
     @blp.arguments(SummaryRequestIn)
     @blp.response(202, SummaryBrief)
-    def post(self, data: dict[str, Any]) -> Response:
+    def post(self, data: dict[str, Any]) -> Any:
         """Ask for a summary now, or as of a past moment. Poll the `Location` until `ready`."""
         summary = domain.request_summary(current_caller().token_id, data.get("as_of"))
-        domain.hand_out(summary.id)
-        response = jsonify(SummaryBrief().dump(summary))
-        response.status_code = 202
-        response.headers["Location"] = f"/api/v1/summaries/{summary.id}"
-        return response
+        db.session.commit()
+        if not handoff.build_summary(summary.id):
+            domain.not_handed_out(summary.id)
+            db.session.commit()
+        return summary, 202, {"Location": f"/api/v1/summaries/{summary.id}"}
 
 
 @blp.route("/latest")
 class LatestSummary(MethodView):
     @blp.arguments(SummaryFormatArgs, location="query")
     @blp.response(200, SummaryOut)
-    def get(self, args: dict[str, Any]) -> Response:
+    @blp.alt_response(200, **EXPORTS)
+    @blp.alt_response(304, description="Not modified: the `ETag` sent is still the latest's.")
+    def get(self, args: dict[str, Any]) -> Any:
         """The newest ready summary by `as_of`. `?format=json|csv|hxl`, ETag for cheap polling."""
         summary = domain.latest_ready()
         if summary is None:
@@ -113,7 +204,9 @@ class LatestSummary(MethodView):
 class SummaryById(MethodView):
     @blp.arguments(SummaryFormatArgs, location="query")
     @blp.response(200, SummaryOut)
-    def get(self, args: dict[str, Any], summary_id: uuid.UUID) -> Response:
+    @blp.alt_response(200, **EXPORTS)
+    @blp.alt_response(304, description="Not modified: the `ETag` sent is still current.")
+    def get(self, args: dict[str, Any], summary_id: uuid.UUID) -> Any:
         """One summary: its state while pending, its document when ready."""
         summary = db.session.get(Summary, summary_id)
         if summary is None:
@@ -131,7 +224,8 @@ def chosen_format(explicit: str | None) -> str:
     return next(name for name, mimetype in FORMATS.items() if mimetype == best)
 
 
-def represent(summary: Summary, explicit_format: str | None, cache: str) -> Response:
+def represent(summary: Summary, explicit_format: str | None, cache: str) -> Any:
+    """The summary's JSON (data, dumped by SummaryOut), or its CSV or HXL export, or 304."""
     fmt = chosen_format(explicit_format)
     if summary.status is not SummaryStatus.ready:
         if fmt != "json":
@@ -140,29 +234,28 @@ def represent(summary: Summary, explicit_format: str | None, cache: str) -> Resp
                 f"Summary {summary.id} is {summary.status.value}; CSV and HXL come when "
                 "it is ready.",
             )
-        response = jsonify(_state(summary))
-        response.headers["Cache-Control"] = "no-store"
-        return response
+        return _state(summary), 200, {"Cache-Control": "no-store"}
     etag = summary.etag if fmt == "json" else f"{summary.etag}-{fmt}"
+    headers = {
+        "ETag": f'"{etag}"',
+        "Cache-Control": cache,
+        "Vary": "Accept, Authorization",
+    }
     if request.if_none_match.contains(etag):
-        response = Response(status=304)
-    elif fmt == "json":
-        response = jsonify({**summary.document, "status": summary.status.value})
-    else:
-        body = to_csv(summary.document, hxl=fmt == "hxl")
-        response = Response(body, mimetype="text/csv")
-        suffix = "hxl.csv" if fmt == "hxl" else "csv"
-        response.headers["Content-Disposition"] = (
-            f'attachment; filename="summary-{_stamp(summary.as_of)}.{suffix}"'
-        )
-    response.set_etag(etag)
-    response.headers["Cache-Control"] = cache
-    response.headers["Vary"] = "Accept, Authorization"
-    return response
+        return Response(status=304, headers=headers)
+    if fmt == "json":
+        return {**summary.document, "status": summary.status.value}, 200, headers
+    suffix = "hxl.csv" if fmt == "hxl" else "csv"
+    headers["Content-Disposition"] = (
+        f'attachment; filename="summary-{_stamp(summary.as_of)}.{suffix}"'
+    )
+    return Response(
+        to_csv(summary.document, hxl=fmt == "hxl"), mimetype="text/csv", headers=headers
+    )
 
 
 def _state(summary: Summary) -> dict[str, Any]:
-    state = SummaryBrief().dump(summary)
+    state: dict[str, Any] = SummaryBrief().dump(summary)
     if summary.status is SummaryStatus.failed:
         state["error"] = "The summary could not be built; ask for a new one."
     return state

@@ -1,0 +1,53 @@
+"""The OpenAPI document is the truth: every answer the suite receives is checked against
+it (tests/openapi_check.py). Here: that check can fail, and the contracts a client
+builds on are in the document."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from openapi_core.contrib.werkzeug import WerkzeugOpenAPIResponse
+from openapi_core.validation.response.exceptions import InvalidData
+
+from tests.helpers import create_group, report_body
+from tests.openapi_check import AnsweredRequest, CheckedClient
+
+
+def test_an_answer_that_drifts_from_the_document_is_caught(app, client, auth):
+    response = client.get("/api/v1/sites", headers=auth.admin)
+    assert isinstance(client, CheckedClient)
+    document = client._document()
+    # The same answer with a site's id a number, as a drifted handler might send it.
+    sites = response.get_json()
+    sites[0]["id"] = 5
+    response.set_data(json.dumps(sites))
+    with pytest.raises(InvalidData):
+        document.validate_response(
+            AnsweredRequest(response.request), WerkzeugOpenAPIResponse(response)
+        )
+
+
+def test_the_document_states_the_contracts_clients_build_on(client, auth):
+    spec = client.get("/api/v1/openapi.json").get_json()
+    paths = spec["paths"]
+    single = paths["/api/v1/reports"]["post"]["responses"]
+    assert {"200", "201"} <= set(single)
+    assert "Idempotent-Replayed" in single["200"]["description"]
+    assert set(paths["/api/v1/reports/import"]["post"]["responses"]) >= {"202"}
+    assert "/api/v1/imports/{job_id}" in paths
+    summary = paths["/api/v1/summaries/latest"]["get"]["responses"]
+    assert {"200", "304"} <= set(summary)
+    assert set(summary["200"]["content"]) == {"application/json", "text/csv"}
+    fields = spec["components"]["schemas"]["SummaryOut"]["properties"]
+    assert {"previous_as_of", "standards", "totals", "sites", "flags"} <= set(fields)
+    default = spec["components"]["responses"]["DEFAULT_ERROR"]["content"]
+    assert set(default) == {"application/problem+json"}
+
+
+def test_a_resend_is_documented_and_answered_alike(client, auth):
+    headers = auth.admin | {"Idempotency-Key": "same"}
+    group = create_group(client, auth.admin)
+    body = report_body(group["id"])
+    assert client.post("/api/v1/reports", json=body, headers=headers).status_code == 201
+    assert client.post("/api/v1/reports", json=body, headers=headers).status_code == 200
