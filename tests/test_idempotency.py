@@ -8,6 +8,7 @@ first stored and `Idempotent-Replayed: true` (single, batch and import alike).
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
@@ -125,6 +126,20 @@ def test_resend_while_first_is_in_flight_is_409_then_stores_once(app, client, au
     assert stored_reports(app) == 1
 
 
+def a_report(group: dict, token_id: int, key: str) -> Any:
+    """An INSERT of a report under `key`, straight into the table."""
+    return Report.__table__.insert().values(
+        group_id=uuid.UUID(group["id"]),
+        site_id=group["site_id"],
+        observed_at=utcnow(),
+        received_at=utcnow(),
+        total=1,
+        client_id=key,
+        fingerprint="0" * 64,
+        token_id=token_id,
+    )
+
+
 def test_a_request_that_died_mid_write_leaves_its_key_free(app, client, auth):
     """A request killed between storing and committing stored nothing: its transaction is
     rolled back by the database, so its resend stores the report, once."""
@@ -134,18 +149,7 @@ def test_a_request_that_died_mid_write_leaves_its_key_free(app, client, auth):
     body = report_body(group["id"])
     token_id = token_id_of(app, secret)
     with app.app_context(), db.engine.connect() as doomed:
-        doomed.execute(
-            Report.__table__.insert().values(
-                group_id=uuid.UUID(group["id"]),
-                site_id=group["site_id"],
-                observed_at=utcnow(),
-                received_at=utcnow(),
-                total=1,
-                client_id="orphan",
-                fingerprint="0" * 64,
-                token_id=token_id,
-            )
-        )
+        doomed.execute(a_report(group, token_id, "orphan"))
         doomed.invalidate()  # the connection is gone, its transaction with it
     response = client.post(
         "/api/v1/reports", json=body, headers=headers | {"Idempotency-Key": "orphan"}
@@ -170,17 +174,7 @@ def test_the_schema_refuses_a_second_report_for_one_tokens_key(app, client, auth
     assert first.status_code == 201
     with app.app_context():
         with pytest.raises(IntegrityError) as refused:
-            db.session.execute(
-                Report.__table__.insert().values(
-                    group_id=uuid.UUID(group["id"]),
-                    site_id=group["site_id"],
-                    observed_at=utcnow(),
-                    received_at=utcnow(),
-                    total=2,
-                    client_id="k",
-                    token_id=token_id_of(app, secret),
-                )
-            )
+            db.session.execute(a_report(group, token_id_of(app, secret), "k"))
         assert "uq_reports_token_key" in str(refused.value) or "UNIQUE" in str(refused.value)
         db.session.rollback()
     assert stored_reports(app) == 1

@@ -240,7 +240,41 @@ class PostgresWriter:
         received_at: datetime,
         names: dict[Any, str],
     ) -> list[Lines]:
-        return lay_out(rows, report_ids, token_id, received_at, names)
+        """Each row's COPY lines, with its report id. `names` keeps each group's and site's
+        text, written once per import. A key (a UUID's text, or "import:" and hex digits)
+        and a sector (one of NEEDS_SECTORS) go in as they are: nothing in them to escape."""
+        received = received_at.isoformat()
+        token = _copy_int(token_id)
+        lines = []
+        for row, report_id in zip(rows, report_ids, strict=True):
+            report = row.report
+            group = names.get(row.group_id)
+            if group is None:
+                group = names[row.group_id] = str(row.group_id)
+            where = names.get(row.site_id)
+            if where is None:
+                where = names[row.site_id] = copy_text(row.site_id)
+            sadd = report.sadd
+            vulnerable = report.vulnerable
+            key = row.key if row.key is not None else "\\N"
+            signed = report.fingerprint if row.key is not None else "\\N"
+            line = (
+                f"{report_id}\t{group}\t{where}\t{received}\t{token}\t{report.observed}\t"
+                f"{report.total}\t"
+                f"{_SADD_LINE % tuple(map(sadd.__getitem__, SADD_KEYS)) if sadd else _NO_SADD}\t"
+                f"{_vulnerable_cells(vulnerable) if vulnerable else _NO_VULNERABLE}\t"
+                f"{copy_text(report.note)}\t{key}\t{signed}\n"
+            )
+            needs = (
+                "".join(
+                    f"{report_id}\t{need.sector}\t{need.severity}\t{copy_text(need.note)}\n"
+                    for need in report.needs
+                )
+                if report.needs
+                else ""
+            )
+            lines.append((line, needs))
+        return lines
 
     def copy(self, lines: Sequence[tuple[str, str]]) -> None:
         """COPY the rows' reports and needs (each row's lines, from `lay_out`) into the
@@ -305,50 +339,6 @@ def _copy_int(value: int | None) -> str:
 
 def _vulnerable_cells(vulnerable: dict[str, int]) -> str:
     return "\t".join([_copy_int(vulnerable.get(key)) for key in VULNERABLE_KEYS])
-
-
-def lay_out(
-    rows: Sequence[NewReport],
-    report_ids: Sequence[int],
-    token_id: int | None,
-    received_at: datetime,
-    names: dict[Any, str],
-) -> list[Lines]:
-    """Each row's COPY lines, with its report id. `names` keeps each group's and site's
-    text, written once per import. A key (a UUID's text, or "import:" and hex digits)
-    and a sector (one of NEEDS_SECTORS) go in as they are: nothing in them to escape."""
-    received = received_at.isoformat()
-    token = _copy_int(token_id)
-    lines = []
-    for row, report_id in zip(rows, report_ids, strict=True):
-        report = row.report
-        group = names.get(row.group_id)
-        if group is None:
-            group = names[row.group_id] = str(row.group_id)
-        where = names.get(row.site_id)
-        if where is None:
-            where = names[row.site_id] = copy_text(row.site_id)
-        sadd = report.sadd
-        vulnerable = report.vulnerable
-        key = row.key if row.key is not None else "\\N"
-        signed = report.fingerprint if row.key is not None else "\\N"
-        line = (
-            f"{report_id}\t{group}\t{where}\t{received}\t{token}\t{report.observed}\t"
-            f"{report.total}\t"
-            f"{_SADD_LINE % tuple(map(sadd.__getitem__, SADD_KEYS)) if sadd else _NO_SADD}\t"
-            f"{_vulnerable_cells(vulnerable) if vulnerable else _NO_VULNERABLE}\t"
-            f"{copy_text(report.note)}\t{key}\t{signed}\n"
-        )
-        needs = (
-            "".join(
-                f"{report_id}\t{need.sector}\t{need.severity}\t{copy_text(need.note)}\n"
-                for need in report.needs
-            )
-            if report.needs
-            else ""
-        )
-        lines.append((line, needs))
-    return lines
 
 
 WRITER = PostgresWriter()
