@@ -44,6 +44,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     register_commands(app)
     app.before_request(_start_timer)
+    app.before_request(_reads_without_a_transaction)
     app.before_request(authenticate)
     app.after_request(_log_request)
     app.add_url_rule(
@@ -111,6 +112,17 @@ def _tune_sqlite(engine: Any) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _reads_without_a_transaction() -> None:
+    """An API read (GET) on PostgreSQL runs its queries in autocommit: each sees what is
+    committed, and there is no transaction to begin or roll back (two round trips a
+    request fewer; NGOs poll). Writes keep theirs. Summaries are immutable and a page of
+    a list is one query, so reads lose nothing by it. (On SQLite every transaction takes
+    the write lock first; how reads should run there is for the reliability work.)"""
+    if request.method in ("GET", "HEAD") and request.path.startswith("/api/v1/"):
+        if db.engine.dialect.name == "postgresql":
+            db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
 def _instance_secret(instance_path: Path) -> str:

@@ -110,6 +110,7 @@ def test_a_stalled_database_while_a_phone_resends_stores_the_report_once(tmp_pat
                 select(Report.id, Report.total).where(Report.client_id == key)
             ).all()
             assert db.session.execute(select(func.count()).select_from(Report)).scalar() == 1
+            db.session.remove()
             db.engine.dispose()
     assert len(stored) == 1
     status, answer = phone.answers[-1]

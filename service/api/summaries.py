@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
-from flask import Response, request
+from flask import Response, current_app, request
 from flask.views import MethodView
 from marshmallow import Schema, fields, validate
+from sqlalchemy.orm import defer
 
 from service import handoff
 from service.api.fields import Moment
@@ -194,10 +197,10 @@ class LatestSummary(MethodView):
     @blp.alt_response(304, description="Not modified: the `ETag` sent is still the latest's.")
     def get(self, args: dict[str, Any]) -> Any:
         """The newest ready summary by `as_of`. `?format=json|csv|hxl`, ETag for cheap polling."""
-        summary = domain.latest_ready()
-        if summary is None:
+        latest = domain.latest_ready_ref()
+        if latest is None:
             raise Problem(404, "No summary is ready yet; ask for one with POST /api/v1/summaries.")
-        return represent(summary, args.get("format"), cache="private, no-cache")
+        return represent_ready(latest, chosen_format(args.get("format")), "private, no-cache")
 
 
 @blp.route("/<uuid:summary_id>")
@@ -208,11 +211,21 @@ class SummaryById(MethodView):
     @blp.alt_response(304, description="Not modified: the `ETag` sent is still current.")
     def get(self, args: dict[str, Any], summary_id: uuid.UUID) -> Any:
         """One summary: its state while pending, its document when ready."""
-        summary = db.session.get(Summary, summary_id)
+        summary = db.session.get(Summary, summary_id, options=[defer(Summary.document)])
         if summary is None:
             raise Problem(404, f"There is no summary '{summary_id}'.")
+        fmt = chosen_format(args.get("format"))
+        if summary.status is not SummaryStatus.ready:
+            if fmt != "json":
+                raise Problem(
+                    409,
+                    f"Summary {summary.id} is {summary.status.value}; CSV and HXL come when "
+                    "it is ready.",
+                )
+            return _state(summary), 200, {"Cache-Control": "no-store"}
         # A ready summary never changes.
-        return represent(summary, args.get("format"), cache="private, max-age=31536000, immutable")
+        ready = domain.SummaryRef(summary.id, summary.etag or "", summary.as_of)
+        return represent_ready(ready, fmt, "private, max-age=31536000, immutable")
 
 
 def chosen_format(explicit: str | None) -> str:
@@ -224,17 +237,9 @@ def chosen_format(explicit: str | None) -> str:
     return next(name for name, mimetype in FORMATS.items() if mimetype == best)
 
 
-def represent(summary: Summary, explicit_format: str | None, cache: str) -> Any:
-    """The summary's JSON (data, dumped by SummaryOut), or its CSV or HXL export, or 304."""
-    fmt = chosen_format(explicit_format)
-    if summary.status is not SummaryStatus.ready:
-        if fmt != "json":
-            raise Problem(
-                409,
-                f"Summary {summary.id} is {summary.status.value}; CSV and HXL come when "
-                "it is ready.",
-            )
-        return _state(summary), 200, {"Cache-Control": "no-store"}
+def represent_ready(summary: domain.SummaryRef, fmt: str, cache: str) -> Any:
+    """A ready summary as JSON (dumped by SummaryOut), its CSV or HXL export, or 304
+    (the document is read only when it is sent)."""
     etag = summary.etag if fmt == "json" else f"{summary.etag}-{fmt}"
     headers = {
         "ETag": f'"{etag}"',
@@ -244,14 +249,37 @@ def represent(summary: Summary, explicit_format: str | None, cache: str) -> Any:
     if request.if_none_match.contains(etag):
         return Response(status=304, headers=headers)
     if fmt == "json":
-        return {**summary.document, "status": summary.status.value}, 200, headers
+        return Response(json_body(summary.id), mimetype="application/json", headers=headers)
     suffix = "hxl.csv" if fmt == "hxl" else "csv"
     headers["Content-Disposition"] = (
         f'attachment; filename="summary-{_stamp(summary.as_of)}.{suffix}"'
     )
-    return Response(
-        to_csv(summary.document, hxl=fmt == "hxl"), mimetype="text/csv", headers=headers
-    )
+    document = db.session.get_one(Summary, summary.id).document or {}
+    return Response(to_csv(document, hxl=fmt == "hxl"), mimetype="text/csv", headers=headers)
+
+
+# A ready summary never changes: its JSON, serialised through SummaryOut, is kept for
+# the latest few (NGOs poll the latest one; each poll answers the same bytes).
+_BODIES: OrderedDict[uuid.UUID, bytes] = OrderedDict()
+_BODIES_KEPT = 16
+_BODIES_LOCK = threading.Lock()
+
+
+def json_body(summary_id: uuid.UUID) -> bytes:
+    """A ready summary's JSON answer: `SummaryOut` dumps it once, its bytes are reused."""
+    with _BODIES_LOCK:
+        body = _BODIES.get(summary_id)
+        if body is not None:
+            _BODIES.move_to_end(summary_id)
+            return body
+    summary = db.session.get_one(Summary, summary_id)
+    document = {**(summary.document or {}), "status": summary.status.value}
+    body = current_app.json.dumps(SummaryOut().dump(document)).encode()
+    with _BODIES_LOCK:
+        _BODIES[summary_id] = body
+        while len(_BODIES) > _BODIES_KEPT:
+            _BODIES.popitem(last=False)
+    return body
 
 
 def _state(summary: Summary) -> dict[str, Any]:

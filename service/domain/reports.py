@@ -2,9 +2,9 @@
 
 Append-only: a correction is a new report naming the one it supersedes. Each report is
 answered on its own (stored, a resend of one stored before, or refused with why), and
-the good ones are stored even when others are refused. The work is set-based: one
-look-up for the whole set (groups, corrected reports, keys) and one write, through the
-one writer (service/domain/writer).
+the good ones are stored even when others are refused. The work is set-based: the whole
+set is looked up (groups, corrected reports, keys) and written at once, by the one
+writer (service/domain/writer; one statement on PostgreSQL).
 
 A report's key (the Idempotency-Key header, or its `client_id`) is unique per token in
 the schema. A key stored before answers with the report it names (the same body: a
@@ -25,7 +25,7 @@ from sqlalchemy import select
 from service.domain.callers import Caller
 from service.domain.errors import DomainError, FieldError, InProgress, Invalid
 from service.domain.headcounts import HeadCount, Need
-from service.domain.writer import Found, NewReport, Probe, for_session
+from service.domain.writer import Found, Written, for_session
 from service.extensions import db
 from service.models import Report, Role
 from service.types import utcnow
@@ -91,29 +91,20 @@ def submit(
         # A key twice in one set: the first goes now, the others in the next round, where
         # the first one's report answers them.
         batch, pending = _first_of_each_key(pending)
-        found = writer.look_up(
-            caller.token_id, [Probe(r.group_id, r.supersedes, r.client_id) for _, r in batch]
-        )
-        new: list[tuple[int, NewReport]] = []
-        for (index, report), what in zip(batch, found, strict=True):
+        written = writer.write(caller, received_at, [report for _, report in batch])
+        for (index, report), what in zip(batch, written, strict=True):
+            if what.report_id is not None:
+                answers[index] = Submitted(_as_stored(report, what, received_at))
+                continue
             try:
-                replayed = _settle(caller, report, what)
+                replayed = _settle(caller, report, what.found)
             except DomainError as refused:
                 answers[index] = Submitted(None, refused=refused)
                 continue
             if replayed is not None:
                 replays[index] = replayed
             else:
-                assert report.group_id is not None and what.site_id is not None
-                new.append(
-                    (index, NewReport(report, report.client_id, report.group_id, what.site_id))
-                )
-        stored = writer.store(caller, received_at, [row for _, row in new], audit=True)
-        for (index, row), report_id in zip(new, stored, strict=True):
-            if report_id is None:
-                pending.append((index, row.report))  # its key was taken meanwhile
-            else:
-                answers[index] = Submitted(_as_stored(row, report_id, received_at))
+                pending.append((index, report))  # its key was stored meanwhile: again
     for index, _ in pending:
         answers[index] = Submitted(None, refused=InProgress(IN_FLIGHT, title="Request in progress"))
     if replays:
@@ -125,8 +116,9 @@ def submit(
 
 
 def _settle(caller: Caller, report: HeadCount, found: Found) -> int | None:
-    """The report a resend's key names (its answer), or None for a report to store now;
-    raises why it may not be stored."""
+    """Why `write` did not store a report: its key names a report stored before (the
+    answer to a resend, returned), or it may not be stored (raised). None: it could
+    have been, but its key was stored meanwhile by another writer (an import)."""
     stored = found.stored
     if stored is not None:
         if stored.fingerprint != report.fingerprint:
@@ -164,12 +156,13 @@ def _first_of_each_key(
     return first, later
 
 
-def _as_stored(row: NewReport, report_id: int, received_at: datetime) -> StoredReport:
-    report = row.report
+def _as_stored(report: HeadCount, written: Written, received_at: datetime) -> StoredReport:
+    assert report.group_id is not None and written.report_id is not None
+    assert written.found.site_id is not None
     return StoredReport(
-        id=report_id,
-        group_id=row.group_id,
-        site_id=row.site_id,
+        id=written.report_id,
+        group_id=report.group_id,
+        site_id=written.found.site_id,
         observed_at=report.observed_at,
         received_at=received_at,
         total=report.total,
@@ -178,7 +171,7 @@ def _as_stored(row: NewReport, report_id: int, received_at: datetime) -> StoredR
         needs=report.needs,
         note=report.note,
         supersedes_id=report.supersedes,
-        client_id=row.key,
+        client_id=report.client_id,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -136,15 +137,45 @@ def build(summary_id: uuid.UUID) -> bool:
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class SummaryRef:
+    """A ready summary, without its document: enough to answer a poll with 304."""
+
+    id: uuid.UUID
+    etag: str
+    as_of: datetime
+
+
+# Built once: NGOs poll the latest summary, and most polls are answered 304.
+_LATEST_REF = (
+    select(Summary.id, Summary.etag, Summary.as_of)
+    .where(Summary.status == SummaryStatus.ready)
+    .order_by(Summary.as_of.desc(), Summary.generated_at.desc())
+    .limit(1)
+)
+
+
+def latest_ready_ref() -> SummaryRef | None:
+    """The newest ready summary by `as_of`, without its document (one index probe)."""
+    row = db.session.connection().execute(_LATEST_REF).first()
+    return SummaryRef(row.id, row.etag or "", row.as_of) if row else None
+
+
+_READY_NEWEST_FIRST = (
+    select(Summary)
+    .where(Summary.status == SummaryStatus.ready)
+    .order_by(Summary.as_of.desc(), Summary.generated_at.desc())
+    .limit(1)
+)
+
+
 def latest_ready(at: datetime | None = None) -> Summary | None:
-    """The newest ready summary by `as_of` (at or before `at`, when given): what
-    GET /api/v1/summaries/latest, the dashboard and the email reports show."""
-    query = select(Summary).where(Summary.status == SummaryStatus.ready)
+    """The newest ready summary by `as_of` (at or before `at`, when given): what the
+    dashboard and the email reports show (the API's latest: `latest_ready_ref`)."""
+    query = _READY_NEWEST_FIRST
     if at is not None:
         query = query.where(Summary.as_of <= at)
-    return db.session.execute(
-        query.order_by(Summary.as_of.desc(), Summary.generated_at.desc()).limit(1)
-    ).scalar_one_or_none()
+    return db.session.execute(query).scalar_one_or_none()
 
 
 def mark_failed(summary_id: uuid.UUID, reason: str) -> None:

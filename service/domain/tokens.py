@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 
 from service.domain import audit
 from service.domain.callers import OPERATOR, Caller
@@ -43,25 +44,29 @@ def issue_token(role: Role, name: str, sites: Iterable[Site] = ()) -> tuple[ApiT
     return token, secret
 
 
-_CALLER = (
-    select(ApiToken.id, ApiToken.name, ApiToken.role, ApiToken.revoked_at, token_sites.c.site_id)
-    .select_from(ApiToken)
-    .outerjoin(token_sites, token_sites.c.token_id == ApiToken.id)
-)
+_tokens = ApiToken.__table__
+# A table-level query (no ORM entities to build): every request runs it.
+_CALLER = select(
+    _tokens.c.id, _tokens.c.name, _tokens.c.role, _tokens.c.revoked_at, token_sites.c.site_id
+).select_from(_tokens.outerjoin(token_sites, token_sites.c.token_id == _tokens.c.id))
+
+
+_BY_HASH = _CALLER.where(_tokens.c.secret_hash == bindparam("secret_hash"))
+_BY_ID = _CALLER.where(_tokens.c.id == bindparam("token_id"))
 
 
 def caller_for_secret(secret: str) -> Caller | None:
     """Who holds this bearer secret, if it names a live token (the API and the sign-in)."""
-    return _caller(ApiToken.secret_hash == hash_token(secret))
+    return _caller(_BY_HASH, {"secret_hash": hash_token(secret)})
 
 
 def caller_for_token(token_id: int) -> Caller | None:
     """The caller a token stands for, or None when there is none or it is revoked."""
-    return _caller(ApiToken.id == token_id)
+    return _caller(_BY_ID, {"token_id": token_id})
 
 
-def _caller(where: object) -> Caller | None:
-    rows = db.session.execute(_CALLER.where(where)).all()  # type: ignore[arg-type]
+def _caller(query: Select[Any], params: dict[str, object]) -> Caller | None:
+    rows = db.session.connection().execute(query, params).all()
     if not rows:
         return None
     token_id, name, role, revoked_at, _ = rows[0]

@@ -1,18 +1,19 @@
 """The one writer of head counts: every report reaches the database through here.
 
-`POST /reports`, `POST /reports/batch`, the CSV import (command line and upload) and the
-demo hand it sets of sound reports (`NewReport`: a HeadCount placed at its group and
-site, with its key); it stores them set-based with their needs, their keys and
-fingerprints, and the audit trail, in the caller's transaction (the edge commits).
-There is one implementation per backend behind this small interface:
+`POST /reports` and `POST /reports/batch` hand it sets of sound reports (`write`: it
+looks their names up, and stores those that may be stored); the CSV import (command
+line, upload jobs) and the demo hand it sets placed and checked already (`store`). It
+stores them set-based with their needs, keys and fingerprints, and the audit trail, in
+the caller's transaction (the edge commits). One implementation per backend:
 
-- PostgreSQL (`postgres.py`): one statement per set (arrays unnested, `INSERT ... ON
-  CONFLICT (token_id, client_id) DO NOTHING`), and COPY for an import's chunks;
+- PostgreSQL (`postgres.py`): one statement per set (`INSERT ... ON CONFLICT (token_id,
+  client_id) DO NOTHING`; for `write`, the look-ups in the same statement), and COPY
+  for an import's chunks;
 - SQLite (`sqlite.py`): executemany, inside the write lock every transaction takes.
 
 A report's key is unique per token in the schema (`uq_reports_token_key`): a report
-whose key another request stored meanwhile is not stored, and `store` says so (its id
-is None); the caller answers it from what the key names.
+whose key another request stored meanwhile is not stored, and the writer says so (its
+id is None); the caller answers it from what the key names.
 """
 
 from __future__ import annotations
@@ -47,17 +48,9 @@ class Stored:
 
 
 @dataclass(frozen=True, slots=True)
-class Probe:
-    """What a report about to be stored names: its group, the report it corrects, its key."""
-
-    group_id: uuid.UUID | None
-    supersedes: int | None
-    key: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class Found:
-    """What the database knows of a Probe's names."""
+    """What the database knows of a report's names: its group, the report it corrects
+    and its key."""
 
     site_id: str | None  # the group's site; None: there is no such group
     supersedes_group: uuid.UUID | None  # None: there is no such report
@@ -65,11 +58,36 @@ class Found:
     in_flight: bool = False  # another request is storing this key right now
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What `write` did with one report: stored it (`report_id`), or not, and what it
+    found, which says why (see `storable`)."""
+
+    found: Found
+    report_id: int | None
+
+
+def storable(caller: Caller, report: HeadCount, found: Found) -> bool:
+    """Whether `write` stores a report: its key is free (and held by this request), its
+    group exists at a site the caller may write for, and the report it corrects, if any,
+    is one of its group's. (The PostgreSQL writer states the same in its SQL.)"""
+    return (
+        found.stored is None
+        and not found.in_flight
+        and found.site_id is not None
+        and caller.can_write_site(found.site_id)
+        and (report.supersedes is None or found.supersedes_group == report.group_id)
+    )
+
+
 class Writer(Protocol):
-    def look_up(self, token_id: int | None, probes: Sequence[Probe]) -> list[Found]:
-        """For each probe, what its names are in the database. A key found free is held
-        for this transaction (PostgreSQL: a second request with the same key sees it
-        `in_flight` until this one ends)."""
+    def write(
+        self, caller: Caller, received_at: datetime, reports: Sequence[HeadCount]
+    ) -> list[Written]:
+        """The API's reports (named by group id, keyed by their client_id): looked up,
+        and those `storable` stored, with an audit event each, in this transaction. A key
+        found free is held until it ends: a second request with it is `in_flight`. A
+        storable report whose key another writer stored meanwhile has no report_id."""
 
     def stored_keys(self, token_id: int | None, keys: Sequence[str]) -> dict[str, Stored]:
         """The keys of these that this token has stored reports under."""

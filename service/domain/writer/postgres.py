@@ -1,17 +1,21 @@
 """The writer on PostgreSQL: one statement per set of reports, and COPY for imports.
 
-`store` sends the set as arrays, one per column, and one statement unnests them,
+The set goes to the statement as one JSON text (`json_to_recordset`). The statement
 takes the report ids from the sequence in the order of the rows (the id is the order of
 receipt, the counting rule's tie-breaker), inserts the reports `ON CONFLICT (token_id,
-client_id) DO NOTHING`, then the needs and the audit events of the reports it stored,
-and answers which rows got which id. A row whose key another request stored meanwhile
-gets none: the unique constraint decides, whatever the timing.
+client_id) DO NOTHING`, then the needs and (for the API) the audit events of the
+reports it stored, and answers which rows got which id. A row whose key another request
+stored meanwhile gets none: the unique constraint decides, whatever the timing.
 
-`look_up` answers, in one statement, each report's group and site, the group of the
-report it supersedes, what its key already names, and takes a transaction-scoped
-advisory lock on each free key (`pg_try_advisory_xact_lock`): a second request with the
-same key, while the first is still storing it, finds the lock taken and is told the
-first is in flight (409), instead of waiting on the unique index until it ends.
+`write` (the API's reports) does it all in one round trip: the same statement first
+looks each report's names up (its group's site, the group of the report it corrects,
+what its key names: each by its own index probe, whatever plan the prepared statement
+gets), takes a transaction-scoped advisory lock on each free key
+(`pg_try_advisory_xact_lock`: a second request with the same key, while the first is
+still storing it, finds the lock taken and is told the first is in flight, instead of
+waiting on the unique index until it ends), and stores only the reports that may be
+stored (writer.storable, stated again in SQL). `store` (an import's rows, placed and
+checked already) stores them as given.
 
 An import's chunks go in by COPY (`copy`), their lines laid out beforehand (`lay_out`,
 in the import's checking thread) with report ids taken from the sequence (`reserve_ids`).
@@ -30,33 +34,12 @@ from typing import Any
 from sqlalchemy import text
 
 from service.domain.callers import Caller
-from service.domain.writer import Found, NewReport, Probe, Stored
+from service.domain.headcounts import HeadCount
+from service.domain.writer import Found, NewReport, Stored, Written
 from service.extensions import db
 from service.models import SADD_KEYS, VULNERABLE_KEYS
 
 KEY_CONSTRAINT = "uq_reports_token_key"
-
-# Each name looked up by its own index probe (LATERAL ... LIMIT 1): the statement is
-# prepared after a few runs, and a generic plan would otherwise join every report of
-# the token by hash instead of probing the unique (token, key) index.
-_LOOK_UP = text(
-    """
-    SELECT g.site_id, s.group_id, e.id, e.fingerprint,
-           CASE WHEN k.key IS NULL OR e.id IS NOT NULL THEN true
-                ELSE coalesce(pg_try_advisory_xact_lock(hashtextextended(:holder || k.key, 0)),
-                              true)
-           END
-    FROM unnest(CAST(:group_ids AS uuid[]), CAST(:supersedes AS integer[]), CAST(:keys AS text[]))
-         WITH ORDINALITY AS k(group_id, supersedes, key, ord)
-    LEFT JOIN LATERAL (SELECT site_id FROM groups WHERE id = k.group_id LIMIT 1) g ON true
-    LEFT JOIN LATERAL (SELECT group_id FROM reports WHERE id = k.supersedes LIMIT 1) s ON true
-    LEFT JOIN LATERAL (
-        SELECT id, fingerprint FROM reports
-        WHERE token_id = :token_id AND client_id = k.key LIMIT 1
-    ) e ON true
-    ORDER BY k.ord
-    """
-)
 
 _COUNTS = (*SADD_KEYS, *VULNERABLE_KEYS)
 # A set of reports goes to the statement as one JSON text (encoded in C, read by
@@ -94,13 +77,61 @@ _AUDIT = """,
     )"""
 
 
-def _store_statement(audit: bool) -> Any:
+# The reports of a set, as rows: ord, group_id, site_id, observed, total, the counts,
+# note, supersedes_id, client_id, fingerprint, needs (JSON).
+_ROWS = f"json_to_recordset(CAST(:rows AS json)) AS x({_RECORD})"
+_FIELDS = (
+    "group_id, observed, total, "
+    + ", ".join(_COUNTS)
+    + (", note, supersedes_id, client_id, fingerprint, needs")
+)
+
+# `write`: each report's names looked up (its group's site, the group of the report it
+# corrects, what its key names), each free key held (a transaction-scoped advisory lock,
+# so a second request with it is told it is in flight), and the reports that may be
+# stored stored. What may be stored is writer.storable, stated here again in SQL: the key
+# is free and held, the group exists at a site the caller may write for (admins: any;
+# coordinators: their token's), and a report it corrects is one of its group's.
+_CHECKED = f"""
+    k AS (
+        SELECT x.*, g.site_id AS group_site, s.group_id AS corrected_group,
+               e.id AS stored_id, e.fingerprint AS stored_fingerprint
+        FROM {_ROWS}
+        LEFT JOIN LATERAL (SELECT site_id FROM groups WHERE id = x.group_id LIMIT 1) g ON true
+        LEFT JOIN LATERAL (
+            SELECT group_id FROM reports WHERE id = x.supersedes_id LIMIT 1
+        ) s ON true
+        LEFT JOIN LATERAL (
+            SELECT id, fingerprint FROM reports
+            WHERE token_id = :token_id AND client_id = x.client_id LIMIT 1
+        ) e ON true
+    ),
+    c AS (
+        SELECT k.*,
+               CASE WHEN k.client_id IS NULL OR k.stored_id IS NOT NULL THEN true
+                    ELSE coalesce(
+                        pg_try_advisory_xact_lock(hashtextextended(:holder || k.client_id, 0)),
+                        true)
+               END AS free
+        FROM k
+    ),
+    u AS (
+        SELECT nextval('reports_id_seq') AS id, ord, group_site AS site_id, {_FIELDS}
+        FROM c
+        WHERE stored_id IS NULL AND free AND group_site IS NOT NULL
+          AND (:any_site OR group_site = ANY(CAST(:sites AS text[])))
+          AND (supersedes_id IS NULL OR corrected_group = group_id)
+        ORDER BY ord
+    )"""
+# `store`: the rows as they come (an import has placed and checked them already).
+_AS_GIVEN = f"""
+    u AS (SELECT nextval('reports_id_seq') AS id, x.* FROM {_ROWS})"""
+
+
+def _statement(source: str, audit: bool, answer: str) -> Any:
     return text(
         f"""
-        WITH u AS (
-            SELECT nextval('reports_id_seq') AS id, u.*
-            FROM json_to_recordset(CAST(:rows AS json)) AS u({_RECORD})
-        ),
+        WITH {source},
         r AS (
             INSERT INTO reports (id, {_STORED}, observed_at, received_at, token_id)
             SELECT id, {_STORED}, CAST(observed AS timestamptz),
@@ -119,24 +150,35 @@ def _store_statement(audit: bool) -> Any:
             WHERE u.needs IS NOT NULL
             ORDER BY u.ord, x.n
         ){_AUDIT if audit else ""}
-        SELECT u.ord, u.id FROM u JOIN r ON r.id = u.id
+        {answer}
         """
     )
 
 
-_STORE = {True: _store_statement(True), False: _store_statement(False)}
+_STORE = {
+    audit: _statement(_AS_GIVEN, audit, "SELECT u.ord, u.id FROM u JOIN r ON r.id = u.id")
+    for audit in (True, False)
+}
+_WRITE = _statement(
+    _CHECKED,
+    True,
+    "SELECT c.group_site, c.corrected_group, c.stored_id, c.stored_fingerprint, c.free, r.id "
+    "FROM c LEFT JOIN u ON u.ord = c.ord LEFT JOIN r ON r.id = u.id ORDER BY c.ord",
+)
 
 
-def _as_json(ord_: int, row: NewReport) -> dict[str, Any]:
-    """A row of the statement's JSON: what is not given is left out (read as NULL)."""
-    report = row.report
+def _as_json(
+    ord_: int, report: HeadCount, key: str | None, group_id: Any, site_id: str | None
+) -> dict[str, Any]:
+    """A row of the statements' JSON: what is not given is left out (read as NULL)."""
     values: dict[str, Any] = {
         "ord": ord_,
-        "group_id": str(row.group_id),
-        "site_id": row.site_id,
+        "group_id": str(group_id),
         "observed": report.observed,
         "total": report.total,
     }
+    if site_id is not None:
+        values["site_id"] = site_id
     if report.sadd:
         values.update(report.sadd)
     if report.vulnerable:
@@ -145,8 +187,8 @@ def _as_json(ord_: int, row: NewReport) -> dict[str, Any]:
         values["note"] = report.note
     if report.supersedes is not None:
         values["supersedes_id"] = report.supersedes
-    if row.key is not None:
-        values["client_id"] = row.key
+    if key is not None:
+        values["client_id"] = key
         values["fingerprint"] = report.fingerprint
     if report.needs:
         values["needs"] = [
@@ -156,26 +198,38 @@ def _as_json(ord_: int, row: NewReport) -> dict[str, Any]:
 
 
 class PostgresWriter:
-    def look_up(self, token_id: int | None, probes: Sequence[Probe]) -> list[Found]:
+    def write(
+        self, caller: Caller, received_at: datetime, reports: Sequence[HeadCount]
+    ) -> list[Written]:
+        """One statement: the reports looked up, checked and (those that may be) stored."""
         rows = db.session.execute(
-            _LOOK_UP,
+            _WRITE,
             {
-                "token_id": token_id,
-                # The lock's name: the token and the key, hashed to 64 bits.
-                "holder": f"report-key:{token_id}:",
-                "group_ids": [p.group_id for p in probes],
-                "supersedes": [p.supersedes for p in probes],
-                "keys": [p.key for p in probes],
+                "rows": json.dumps(
+                    [
+                        _as_json(n, report, report.client_id, report.group_id, None)
+                        for n, report in enumerate(reports)
+                    ]
+                ),
+                "received_at": received_at,
+                "token_id": caller.token_id,
+                "actor": caller.name,
+                "holder": _holder(caller.token_id),
+                "any_site": caller.is_admin,
+                "sites": sorted(caller.site_ids),
             },
         )
         return [
-            Found(
-                site_id=site_id,
-                supersedes_group=supersedes_group,
-                stored=Stored(report_id, fingerprint) if report_id is not None else None,
-                in_flight=not free,
+            Written(
+                Found(
+                    site_id=site_id,
+                    supersedes_group=corrected,
+                    stored=Stored(stored_id, fingerprint) if stored_id is not None else None,
+                    in_flight=not free,
+                ),
+                report_id,
             )
-            for site_id, supersedes_group, report_id, fingerprint, free in rows
+            for site_id, corrected, stored_id, fingerprint, free, report_id in rows
         ]
 
     def stored_keys(self, token_id: int | None, keys: Sequence[str]) -> dict[str, Stored]:
@@ -217,7 +271,12 @@ class PostgresWriter:
         stored = db.session.execute(
             _STORE[audit],
             {
-                "rows": json.dumps([_as_json(n, row) for n, row in enumerate(rows)]),
+                "rows": json.dumps(
+                    [
+                        _as_json(n, row.report, row.key, row.group_id, row.site_id)
+                        for n, row in enumerate(rows)
+                    ]
+                ),
                 "received_at": received_at,
                 "token_id": caller.token_id,
                 "actor": caller.name,
@@ -310,6 +369,11 @@ class PostgresWriter:
         finally:
             cursor.close()
         savepoint.commit()
+
+
+def _holder(token_id: int | None) -> str:
+    """The name of a key's lock, before the key: the token, then the key, hashed to 64 bits."""
+    return f"report-key:{token_id}:"
 
 
 class KeyTaken(Exception):

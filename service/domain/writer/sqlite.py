@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from service.domain.callers import Caller
-from service.domain.writer import Found, NewReport, Probe, Stored, report_audit
+from service.domain.headcounts import HeadCount
+from service.domain.writer import Found, NewReport, Stored, Written, report_audit, storable
 from service.extensions import db
 from service.models import SADD_KEYS, VULNERABLE_KEYS, AuditEvent, Group, Report, ReportNeed
 
@@ -28,9 +29,28 @@ _EMPTY_VULNERABLE = dict.fromkeys(VULNERABLE_KEYS)
 
 
 class SqliteWriter:
-    def look_up(self, token_id: int | None, probes: Sequence[Probe]) -> list[Found]:
-        sites = self.group_sites([p.group_id for p in probes if p.group_id is not None])
-        corrected = [p.supersedes for p in probes if p.supersedes is not None]
+    def write(
+        self, caller: Caller, received_at: datetime, reports: Sequence[HeadCount]
+    ) -> list[Written]:
+        found = self._look_up(caller.token_id, reports)
+        chosen = [
+            n for n, (r, f) in enumerate(zip(reports, found, strict=True)) if storable(caller, r, f)
+        ]
+        rows = []
+        for n in chosen:
+            report, site_id = reports[n], found[n].site_id
+            assert report.group_id is not None and site_id is not None
+            rows.append(NewReport(report, report.client_id, report.group_id, site_id))
+        ids: list[int | None] = [None] * len(reports)
+        for n, report_id in zip(
+            chosen, self.store(caller, received_at, rows, audit=True), strict=True
+        ):
+            ids[n] = report_id
+        return [Written(f, report_id) for f, report_id in zip(found, ids, strict=True)]
+
+    def _look_up(self, token_id: int | None, reports: Sequence[HeadCount]) -> list[Found]:
+        sites = self.group_sites([r.group_id for r in reports if r.group_id is not None])
+        corrected = [r.supersedes for r in reports if r.supersedes is not None]
         groups_of = (
             dict(
                 db.session.execute(
@@ -40,14 +60,14 @@ class SqliteWriter:
             if corrected
             else {}
         )
-        stored = self.stored_keys(token_id, [p.key for p in probes if p.key is not None])
+        stored = self.stored_keys(token_id, [r.client_id for r in reports if r.client_id])
         return [
             Found(
-                site_id=sites.get(p.group_id) if p.group_id is not None else None,
-                supersedes_group=groups_of.get(p.supersedes),
-                stored=stored.get(p.key) if p.key is not None else None,
+                site_id=sites.get(r.group_id) if r.group_id is not None else None,
+                supersedes_group=groups_of.get(r.supersedes) if r.supersedes else None,
+                stored=stored.get(r.client_id) if r.client_id is not None else None,
             )
-            for p in probes
+            for r in reports
         ]
 
     def stored_keys(self, token_id: int | None, keys: Sequence[str]) -> dict[str, Stored]:
