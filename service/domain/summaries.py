@@ -19,7 +19,7 @@ from flask import current_app
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from service.domain import aggregation
+from service.domain import aggregation, hot
 from service.domain.canonical import digest
 from service.domain.errors import FieldError, Invalid
 from service.extensions import db
@@ -157,8 +157,11 @@ _LATEST_REF = (
 
 def latest_ready_ref() -> SummaryRef | None:
     """The newest ready summary by `as_of`, without its document (one index probe)."""
-    row = db.session.connection().execute(_LATEST_REF).first()
-    return SummaryRef(row.id, row.etag or "", row.as_of) if row else None
+    found = hot.rows(_LATEST_REF)
+    if not found:
+        return None
+    summary_id, etag, as_of = found[0]
+    return SummaryRef(summary_id, etag or "", as_of.astimezone(UTC))
 
 
 _READY_NEWEST_FIRST = (

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Select, bindparam, select
 
-from service.domain import audit
+from service.domain import audit, hot
 from service.domain.callers import OPERATOR, Caller
 from service.extensions import db
 from service.models import ApiToken, Role, Site, token_sites
@@ -66,14 +66,14 @@ def caller_for_token(token_id: int) -> Caller | None:
 
 
 def _caller(query: Select[Any], params: dict[str, object]) -> Caller | None:
-    rows = db.session.connection().execute(query, params).all()
-    if not rows:
+    found = hot.rows(query, params)
+    if not found:
         return None
-    token_id, name, role, revoked_at, _ = rows[0]
+    token_id, name, role, revoked_at, _ = found[0]
     if revoked_at is not None and revoked_at <= utcnow():
         return None
-    sites = frozenset(row.site_id for row in rows if row.site_id is not None)
-    return Caller(token_id=token_id, name=name, role=role, site_ids=sites)
+    sites = frozenset(row.site_id for row in found if row.site_id is not None)
+    return Caller(token_id=token_id, name=name, role=Role(role), site_ids=sites)
 
 
 def system_caller(name: str) -> Caller:

@@ -116,11 +116,15 @@ _CHECKED = f"""
         FROM k
     ),
     u AS (
-        SELECT nextval('reports_id_seq') AS id, ord, group_site AS site_id, {_FIELDS}
+        -- Every row, an id only for those to store: so the planner, which cannot see how
+        -- many pass, still expects a set (a filter here made it expect one row and join
+        -- the needs and the audit to the stored reports row by row).
+        SELECT CASE WHEN stored_id IS NULL AND free AND group_site IS NOT NULL
+                         AND (:any_site OR group_site = ANY(CAST(:sites AS text[])))
+                         AND (supersedes_id IS NULL OR corrected_group = group_id)
+                    THEN nextval('reports_id_seq') END AS id,
+               ord, group_site AS site_id, {_FIELDS}
         FROM c
-        WHERE stored_id IS NULL AND free AND group_site IS NOT NULL
-          AND (:any_site OR group_site = ANY(CAST(:sites AS text[])))
-          AND (supersedes_id IS NULL OR corrected_group = group_id)
         ORDER BY ord
     )"""
 # `store`: the rows as they come (an import has placed and checked them already).
@@ -136,7 +140,7 @@ def _statement(source: str, audit: bool, answer: str) -> Any:
             INSERT INTO reports (id, {_STORED}, observed_at, received_at, token_id)
             SELECT id, {_STORED}, CAST(observed AS timestamptz),
                    CAST(:received_at AS timestamptz), :token_id
-            FROM u ORDER BY ord
+            FROM u WHERE id IS NOT NULL ORDER BY ord
             ON CONFLICT (token_id, client_id) DO NOTHING
             RETURNING id
         ),
