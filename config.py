@@ -103,8 +103,10 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         # Field devices' clocks drift; a report a little "in the future" is still refused
         # beyond this tolerance.
         "CLOCK_SKEW_SECONDS": _int(env, "CLOCK_SKEW_SECONDS", 120),
-        # A request that claimed an Idempotency-Key and then died frees the key after this.
-        "IDEMPOTENCY_LOCK_SECONDS": _int(env, "IDEMPOTENCY_LOCK_SECONDS", 60),
+        # A read (GET) may go by who held its token up to this long ago; a write always
+        # looks the token up. So a revoked token writes nothing at once, reads nothing
+        # after this. 0: every request looks its token up.
+        "TOKEN_CACHE_SECONDS": _int(env, "TOKEN_CACHE_SECONDS", 2),
         "SUMMARY_INTERVAL_MINUTES": _int(env, "SUMMARY_INTERVAL_MINUTES", 60),
         "STALE_AFTER_HOURS": _int(env, "STALE_AFTER_HOURS", 6),
         # How often the scheduler looks for a due summary and for lost builds.

@@ -102,7 +102,8 @@ def token_list() -> None:
 @click.argument("token_id", type=int)
 @with_appcontext
 def token_revoke(token_id: int) -> None:
-    """Revoke a token; it stops working at once."""
+    """Revoke a token: it writes nothing from now on, and reads nothing after
+    TOKEN_CACHE_SECONDS (2 by default)."""
     api_token = db.session.get(ApiToken, token_id)
     if api_token is None:
         raise click.UsageError(f"There is no token {token_id} (see `needs-tracker token list`).")

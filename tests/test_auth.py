@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -16,6 +17,7 @@ from service.domain.tokens import hash_token
 from service.extensions import db
 from service.models import ApiToken, AuditEvent, Group, GroupMove, Report, Site
 from service.types import utcnow
+from tests.conftest import Auth
 from tests.helpers import (
     AIRPORT,
     CENTRE,
@@ -25,6 +27,7 @@ from tests.helpers import (
     count_rows,
     create_group,
     report_body,
+    wait_for,
 )
 
 # --- authentication ---------------------------------------------------------------------
@@ -83,13 +86,39 @@ def test_unknown_token_is_401(client):
     assert_unauthorized(response)
 
 
-def test_revoked_token_is_401(app, client, auth):
+def test_revoked_token_reads_nothing_once_the_bound_is_past(app, client, auth):
+    """A read may go by who held a token up to TOKEN_CACHE_SECONDS ago, and no longer."""
     secret = auth.token("admin")
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert client.get("/api/v1/sites", headers=headers).status_code == 200  # now remembered
+    revoke(app, secret)
+    revoked_at = time.monotonic()
+
+    def refused() -> bool:
+        return client.get("/api/v1/sites", headers=headers).status_code == 401
+
+    bound = app.config["TOKEN_CACHE_SECONDS"]
+    wait_for(refused, timeout=bound + 2, every=0.05)
+    assert time.monotonic() - revoked_at <= bound + 0.5
+    assert_unauthorized(client.get("/api/v1/sites", headers=headers))
+
+
+def test_revoked_token_writes_nothing_from_the_moment_it_is_revoked(app, client, auth):
+    secret = auth.token("admin")
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert client.get("/api/v1/sites", headers=headers).status_code == 200  # now remembered
+    revoke(app, secret)
+    assert_unauthorized(client.post("/api/v1/groups", json={}, headers=headers))
+    assert count_rows(app, Group) == 0
+
+
+def test_without_a_token_cache_a_revoked_token_reads_nothing_at_once(make_app):
+    app = make_app(TOKEN_CACHE_SECONDS=0)
+    client, secret = app.test_client(), Auth(app).token("reader")
     headers = {"Authorization": f"Bearer {secret}"}
     assert client.get("/api/v1/sites", headers=headers).status_code == 200
     revoke(app, secret)
     assert_unauthorized(client.get("/api/v1/sites", headers=headers))
-    assert_unauthorized(client.post("/api/v1/groups", json={}, headers=headers))
 
 
 def test_token_revoked_for_a_later_moment_still_works_until_then(app, client, auth):
