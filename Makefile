@@ -49,9 +49,9 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Every benchmark (HTTP side by side, the import, the summary), then one table of targets.
 bench: install
-	$(BIN)/python -m bench
-	$(BIN)/python -m bench.imports
+	$(BIN)/python -m bench.all
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import click
@@ -29,6 +30,7 @@ from flask import Flask
 from sqlalchemy import text
 
 from bench import data
+from bench.verdicts import VERDICTS_OPTION, Verdict, save
 from service.domain import aggregation, summaries
 from service.extensions import db
 
@@ -263,6 +265,35 @@ def print_table(sizes: list[Size]) -> None:
         click.echo(f"{s.reports:>10,} {s.figures_ms:>13.1f} {cells}")
 
 
+def verdicts_of(sizes: list[Size]) -> list[Verdict]:
+    """For the one table: the summary's speed next to the hand-written query's at each
+    size (within 1.5x its time is a speed ratio of at least 1/1.5), and its flatness."""
+    found = [
+        Verdict(
+            f"summary, {s.reports:,} reports",
+            f"{s.summary_ms:,.0f} ms",
+            f"{s.baseline_ms:,.0f} ms",
+            s.baseline_ms / s.summary_ms,
+            1 / TARGET_RATIO,
+            "baseline: a hand-written per-site totals query",
+        )
+        for s in sizes
+    ]
+    if len(sizes) >= 2:
+        first, last = sizes[0], sizes[-1]
+        found.append(
+            Verdict(
+                "summary, flat",
+                f"{last.summary_ms:,.0f} ms",
+                f"{first.summary_ms:,.0f} ms",
+                first.summary_ms / last.summary_ms,
+                1 / TARGET_FLAT,
+                f"its own time at {first.reports:,} reports as the baseline",
+            )
+        )
+    return found
+
+
 def verdicts(sizes: list[Size]) -> None:
     def verdict(ok: bool) -> str:
         return "PASS" if ok else "FAIL"
@@ -307,6 +338,7 @@ def _interrupt_on_sigterm() -> None:
 )
 @click.option("--sites", type=click.IntRange(min=1, max=999), default=50, show_default=True)
 @click.option("--repeat", type=click.IntRange(min=1), default=5, show_default=True)
+@VERDICTS_OPTION
 @click.option(
     "--setup-sql",
     multiple=True,
@@ -321,6 +353,7 @@ def main(
     reports: tuple[int, ...],
     sites: int,
     repeat: int,
+    verdicts_file: Path | None,
     setup_sql: tuple[str, ...],
 ) -> None:
     """Time a situation summary against a hand-written SQL query on PostgreSQL."""
@@ -355,9 +388,14 @@ def main(
         sys.exit(130)
     print_table(sizes)
     verdicts(sizes)
+    save(verdicts_file, verdicts_of(sizes))
     if problems:
         click.echo("\nFAIL  the summary's numbers disagree with the hand-written query:", err=True)
         for line in problems:
             click.echo(f"  {line}", err=True)
         sys.exit(1)
     click.echo("\nOK  per-site groups and people agree with the hand-written query at every size")
+
+
+if __name__ == "__main__":
+    main()
