@@ -9,9 +9,7 @@ from celery.schedules import crontab
 from flask import Flask
 
 from service import handoff
-
-# A task is killed after this long; deliveries hold their claim exactly as long.
-TASK_TIME_LIMIT_SECONDS = 900
+from service.domain.settings import TASK_TIME_LIMIT_SECONDS
 
 
 def celery_init_app(app: Flask) -> Celery:

@@ -1,6 +1,7 @@
 """The core speaks no HTTP: importing any module of `service.domain` loads nothing of the
-web edge (the API, the dashboard, their problem+json errors, flask-smorest) nor the
-email rendering, so workers, the command line and other edges can use it as it is."""
+web edge (the API, the dashboard, their problem+json errors, flask-smorest), nor the
+email rendering, nor what hands work to the workers (the core returns ids; the edges
+hand them out), so workers, the command line and other edges can use it as it is."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ EDGE = (
     "service.errors",
     "service.auth",
     "service.mail",
+    "service.handoff",
+    "service.celery_app",
+    "service.importing",
+    "celery",
     "flask_smorest",
     "webargs",
     "apispec",

@@ -22,13 +22,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import current_app
 from sqlalchemy import or_, select, update
 
-from service.celery_app import TASK_TIME_LIMIT_SECONDS
 from service.domain import audit, summaries
 from service.domain.callers import Caller
 from service.domain.errors import Conflict
+from service.domain.settings import TASK_TIME_LIMIT_SECONDS, setting
 from service.domain.subscriptions import find_subscription, unsubscribe_url
 from service.extensions import db
 from service.models import Delivery, DeliveryStatus, Role, Subscription, Summary
@@ -156,7 +155,7 @@ def lost(now: datetime | None = None) -> list[uuid.UUID]:
 
 def retry_delay(attempts: int) -> int:
     """Seconds before the next try after `attempts` failed ones: base * 2^attempts."""
-    return current_app.config["DELIVERY_RETRY_SECONDS"] * 2**attempts
+    return setting("DELIVERY_RETRY_SECONDS") * 2**attempts
 
 
 def begin(delivery_id: uuid.UUID, now: datetime | None = None) -> Letter | Outcome:
@@ -252,7 +251,7 @@ def _wait_for_period_summary(delivery: Delivery, latest: Summary | None, now: da
     period = summaries.period_start(delivery.scheduled_for, summaries.interval())
     if latest is not None and latest.as_of >= period:
         return False
-    wait = timedelta(seconds=current_app.config["SUMMARY_BUILD_TIMEOUT_SECONDS"])
+    wait = timedelta(seconds=setting("SUMMARY_BUILD_TIMEOUT_SECONDS"))
     return now < delivery.scheduled_for + wait
 
 

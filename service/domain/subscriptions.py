@@ -26,7 +26,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cronsim import CronSim, CronSimError
-from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -34,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from service.domain import audit
 from service.domain.callers import RECIPIENT, Caller
 from service.domain.errors import FieldError, Invalid, NotFound
+from service.domain.settings import setting
 from service.extensions import db
 from service.models import Delivery, DeliveryStatus, Role, Site, Subscription
 from service.types import utcnow
@@ -213,7 +213,7 @@ def _end(caller: Caller, subscription: Subscription, action: str) -> None:
 
 
 def _serializer() -> URLSafeSerializer:
-    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=UNSUBSCRIBE_SALT)
+    return URLSafeSerializer(setting("SECRET_KEY"), salt=UNSUBSCRIBE_SALT)
 
 
 def unsubscribe_token(subscription_id: uuid.UUID) -> str:
@@ -226,7 +226,7 @@ def unsubscribe_url(subscription_id: uuid.UUID) -> str:
 
     The token rides in the query string, not the path: the request log records paths.
     """
-    base = current_app.config["PUBLIC_BASE_URL"]
+    base = setting("PUBLIC_BASE_URL")
     return f"{base}/unsubscribe?token={unsubscribe_token(subscription_id)}"
 
 

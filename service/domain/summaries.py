@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import current_app
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from service.domain import aggregation, hot
 from service.domain.canonical import digest
 from service.domain.errors import FieldError, Invalid
+from service.domain.settings import setting
 from service.extensions import db
 from service.models import Site, Summary, SummaryStatus
 from service.types import utcnow
@@ -32,7 +32,7 @@ MAX_ATTEMPTS = 5
 
 
 def interval() -> timedelta:
-    return timedelta(minutes=current_app.config["SUMMARY_INTERVAL_MINUTES"])
+    return timedelta(minutes=setting("SUMMARY_INTERVAL_MINUTES"))
 
 
 def period_start(moment: datetime, every: timedelta) -> datetime:
@@ -54,7 +54,7 @@ def previous_as_of(as_of: datetime, every: timedelta) -> datetime:
 def request_summary(token_id: int | None, as_of: datetime | None = None) -> Summary:
     """A pending summary, counted as handed out: the edge commits, then hands it out."""
     now = utcnow()
-    skew = timedelta(seconds=current_app.config["CLOCK_SKEW_SECONDS"])
+    skew = timedelta(seconds=setting("CLOCK_SKEW_SECONDS"))
     if as_of is not None and as_of > now + skew:
         raise Invalid(
             "A summary can only be as of now or a past moment.",
@@ -97,7 +97,7 @@ def due_for_build(now: datetime | None = None) -> list[uuid.UUID]:
     """
     now = now or utcnow()
     # A build handed out this long ago and still pending was lost (broker, dead worker).
-    lost_after = timedelta(seconds=current_app.config["SUMMARY_BUILD_TIMEOUT_SECONDS"])
+    lost_after = timedelta(seconds=setting("SUMMARY_BUILD_TIMEOUT_SECONDS"))
     due = (
         Summary.status == SummaryStatus.pending,
         or_(Summary.enqueued_at.is_(None), Summary.enqueued_at < now - lost_after),
@@ -191,7 +191,7 @@ def mark_failed(summary_id: uuid.UUID, reason: str) -> None:
 
 def sphere_needs(people: int) -> dict[str, float | int]:
     """Daily needs in Sphere units for this many people (one configurable table)."""
-    sphere = current_app.config["SPHERE"]
+    sphere = setting("SPHERE")
     return {
         "water_litres_per_day": round(people * sphere["water_litres_per_person_per_day"], 1),
         "food_kcal_per_day": round(people * sphere["food_kcal_per_person_per_day"], 1),
@@ -204,7 +204,7 @@ def compose(summary_id: uuid.UUID, as_of: datetime) -> dict[str, Any]:
     """The summary document as of `as_of`: totals, per-site figures, needs and flags."""
     every = interval()
     previous = previous_as_of(as_of, every)
-    stale_after = timedelta(hours=current_app.config["STALE_AFTER_HOURS"])
+    stale_after = timedelta(hours=setting("STALE_AFTER_HOURS"))
     with aggregation.snapshot(as_of) as now:
         figures = aggregation.site_figures(now, stale_after)
         departed = aggregation.departures(now, since=previous)
@@ -267,7 +267,7 @@ def compose(summary_id: uuid.UUID, as_of: datetime) -> dict[str, Any]:
         },
         "sites": sites,
         "flags": [flag | {"site_id": s["site_id"]} for s in sites for flag in s["flags"]],
-        "standards": dict(current_app.config["SPHERE"]),
+        "standards": dict(setting("SPHERE")),
     }
 
 

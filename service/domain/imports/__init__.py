@@ -42,7 +42,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import IO, Any, TypeVar
 
-from flask import current_app
 from sqlalchemy import select
 
 from service.domain import audit
@@ -51,6 +50,7 @@ from service.domain.errors import DomainError
 from service.domain.groups import create_group
 from service.domain.imports.checking import Row, parse_row, quick_row
 from service.domain.imports.reading import COLUMNS, CsvSource, ImportFileError
+from service.domain.settings import context_for_a_thread, setting
 from service.domain.writer import NewReport, Stored, Writer, for_session
 from service.extensions import db
 from service.models import Group
@@ -143,7 +143,7 @@ def checked_chunks(
 ) -> Iterator[list[Checked]]:
     """Rows checked, `size` at a time: the quick path first, the careful one where needed."""
     chunk: list[Checked] = []
-    skew = timedelta(seconds=current_app.config["CLOCK_SKEW_SECONDS"])
+    skew = timedelta(seconds=setting("CLOCK_SKEW_SECONDS"))
     latest = utcnow() + skew
     for number, cells in rows:
         client_id = (cells.get("client_id") or "").strip() or None
@@ -167,7 +167,7 @@ def _checked_ahead(
 ) -> Iterator[Any]:
     """`checked_chunks`, one chunk ahead in a thread (errors are raised here, in order),
     each chunk passed through `prepare` there when given (with the thread's own session)."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    in_app = context_for_a_thread()
     ready: queue.Queue[Any] = queue.Queue(maxsize=1)
     stop = threading.Event()
 
@@ -182,7 +182,7 @@ def _checked_ahead(
 
     def check() -> None:
         try:
-            with app.app_context():
+            with in_app():
                 for chunk in checked_chunks(rows, size):
                     if not put(prepare(chunk) if prepare else chunk):
                         return

@@ -16,10 +16,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
 
-from service.celery_app import TASK_TIME_LIMIT_SECONDS
 from service.domain.callers import Caller
 from service.domain.errors import NotFound
 from service.domain.imports import ImportResult
+from service.domain.settings import TASK_TIME_LIMIT_SECONDS
 from service.extensions import db
 from service.models import ImportJob, ImportStatus, Role
 from service.types import utcnow
