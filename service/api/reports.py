@@ -8,7 +8,6 @@ answers each item the same way, in order.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from datetime import timedelta
 from typing import Any
@@ -179,7 +178,7 @@ def keyed(report: headcounts.HeadCount, header: str | None) -> headcounts.HeadCo
             "The Idempotency-Key header and the body's client_id differ; send one, or the same.",
             errors=[FieldError("client_id", "Differs from the Idempotency-Key header.")],
         )
-    return dataclasses.replace(report, client_id=header)
+    return report._replace(client_id=header)
 
 
 @blp.route("")

@@ -13,15 +13,15 @@ every field but the client_id, in a canonical JSON text, hashed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from service.domain import rules
 from service.domain.errors import FieldError, Invalid
@@ -53,18 +53,17 @@ class Spelling(Enum):
     CELLS = "cells"
 
 
-@dataclass(frozen=True, slots=True)
-class Need:
+class Need(NamedTuple):
     sector: str
     severity: int
     note: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class HeadCount:
+class HeadCount(NamedTuple):
     """A sound head count. The group is named by `group_id`, or (in an import) by
     `group_label` at `site_id`; an import row may give `site_id` beside a `group_id`
-    too, to be checked against the group's site."""
+    too, to be checked against the group's site. (Named tuples: immutable, and cheap to
+    make by the hundred thousand in an import.)"""
 
     observed_at: datetime  # in UTC
     total: int
@@ -120,15 +119,37 @@ def broken_rules(report: HeadCount, latest: datetime) -> list[FieldError]:
     return errors
 
 
-def made(**fields: Any) -> HeadCount:
+def made(
+    observed_at: datetime,
+    total: int,
+    group_id: uuid.UUID | None = None,
+    site_id: str | None = None,
+    group_label: str | None = None,
+    sadd: dict[str, int] | None = None,
+    vulnerable: dict[str, int] | None = None,
+    needs: tuple[Need, ...] = (),
+    note: str | None = None,
+    supersedes: int | None = None,
+    client_id: str | None = None,
+    observed: str = "",
+) -> HeadCount:
     """A HeadCount from sound fields, with its canonical moment text and fingerprint (the
     readers, and the import's quick path, make them all here)."""
-    if not fields.get("observed"):
-        fields["observed"] = fields["observed_at"].isoformat()
-    report = HeadCount(**fields)
-    # Frozen for everyone else; the fingerprint is the one field set after the rest.
-    object.__setattr__(report, "fingerprint", fingerprint(report))
-    return report
+    fields = (
+        observed_at,
+        total,
+        group_id,
+        site_id,
+        group_label,
+        sadd,
+        vulnerable,
+        needs,
+        note,
+        supersedes,
+        client_id,
+        observed or observed_at.isoformat(),
+    )
+    return HeadCount(*fields, fingerprint(HeadCount(*fields)))
 
 
 # ---------------------------------------------------------------------------------------
@@ -145,9 +166,15 @@ _SADD_FORMAT = '"sadd":{' + ",".join(f'"{key}":%d' for key in _SADD_ORDER) + "},
 _VULNERABLE_SORTED = [(key, f'"{key}":') for key in sorted(VULNERABLE_KEYS)]
 
 
+@functools.lru_cache(maxsize=4096)
+def _text(group_id: uuid.UUID) -> str:
+    # Groups repeat (an import names a few hundred, a hundred thousand times).
+    return str(group_id)
+
+
 def fingerprint(report: HeadCount) -> str:
     if report.group_id is not None:
-        text = f'{{"group_id":"{report.group_id}",'
+        text = f'{{"group_id":"{_text(report.group_id)}",'
     else:
         text = f'{{"group_label":{_quote(report.group_label or "")},'
     if report.needs:
