@@ -23,23 +23,8 @@ from flask import Flask, Response, abort, jsonify, request
 from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy import Connection, create_engine, text
 
-SADD_KEYS = (
-    "female_0_4",
-    "female_5_17",
-    "female_18_59",
-    "female_60_plus",
-    "male_0_4",
-    "male_5_17",
-    "male_18_59",
-    "male_60_plus",
-)
-VULNERABLE_KEYS = (
-    "pregnant_lactating",
-    "disabled",
-    "unaccompanied_minors",
-    "injured",
-    "chronically_ill",
-)
+from service.models import SADD_KEYS, VULNERABLE_KEYS  # the columns, nothing else
+
 COLUMNS = (
     "group_id",
     "site_id",

@@ -17,16 +17,17 @@ from service.extensions import db
 
 log = logging.getLogger(__name__)
 
+# A database that is restarting or briefly unreachable: try again, backing off.
+RETRY_WHILE_THE_DATABASE_IS_AWAY = {
+    "autoretry_for": (OperationalError,),
+    "retry_backoff": 2,
+    "retry_backoff_max": 120,
+    "retry_jitter": True,
+    "max_retries": 6,
+}
 
-@shared_task(
-    name=handoff.BUILD_SUMMARY,
-    # A database that is restarting or briefly unreachable: try again, backing off.
-    autoretry_for=(OperationalError,),
-    retry_backoff=2,
-    retry_backoff_max=120,
-    retry_jitter=True,
-    max_retries=6,
-)
+
+@shared_task(name=handoff.BUILD_SUMMARY, **RETRY_WHILE_THE_DATABASE_IS_AWAY)
 def build_summary(summary_id: str) -> bool:
     try:
         built = summaries.build(uuid.UUID(summary_id))
@@ -72,17 +73,8 @@ def dispatch_subscriptions() -> int:
     return len(due)
 
 
-@shared_task(
-    name=handoff.SEND_DELIVERY,
-    bind=True,
-    # The database restarting: try again soon. (SMTP failures are retried below, on the
-    # schedule the delivery itself keeps.)
-    autoretry_for=(OperationalError,),
-    retry_backoff=2,
-    retry_backoff_max=120,
-    retry_jitter=True,
-    max_retries=6,
-)
+# SMTP failures are retried below, on the schedule the delivery itself keeps.
+@shared_task(name=handoff.SEND_DELIVERY, bind=True, **RETRY_WHILE_THE_DATABASE_IS_AWAY)
 def send_delivery(self: Task, delivery_id: str) -> str:
     outcome = attempt_delivery(uuid.UUID(delivery_id))
     if outcome.retry_in is not None:
@@ -90,15 +82,8 @@ def send_delivery(self: Task, delivery_id: str) -> str:
     return outcome.status
 
 
-@shared_task(
-    name=handoff.RUN_IMPORT,
-    # The database restarting: try again (the import stores nothing twice).
-    autoretry_for=(OperationalError,),
-    retry_backoff=2,
-    retry_backoff_max=120,
-    retry_jitter=True,
-    max_retries=6,
-)
+# Running an import again stores nothing twice.
+@shared_task(name=handoff.RUN_IMPORT, **RETRY_WHILE_THE_DATABASE_IS_AWAY)
 def run_import(job_id: str) -> int | None:
     """An uploaded CSV: its rows imported, its job's counts growing chunk by chunk."""
     with importing.quick_switching():
