@@ -342,7 +342,7 @@ class Importer:
         """A chunk on SQLite: keys looked up, rows placed and stored."""
         while rows:
             batch, rows = _first_of_each_key(rows, _itself)
-            placed, refused = self._place(self._unclaimed(batch, _itself))
+            placed, refused = self._place(self._not_stored_yet(batch, _itself))
             for row, name, message in refused:
                 self._fail(row, name, message)
             self._write(placed)
@@ -388,12 +388,12 @@ class Importer:
         for row, stored in prepared.known:
             self._settle(row, stored)
         # A row imported before is "already imported", whatever is wrong now.
-        for row, name, message in self._unclaimed(prepared.refused, _row_of_refusal):
+        for row, name, message in self._not_stored_yet(prepared.refused, _row_of_refusal):
             self._fail(row, name, message)
         batch, todo, look_first = prepared.placed, prepared.again, self._look_first
         while batch:
             if look_first:
-                batch = self._unclaimed(batch, _row_of_laid)
+                batch = self._not_stored_yet(batch, _row_of_laid)
             self._copy(batch)
             look_first = True
             batch, todo = _first_of_each_key(todo, _row_of_laid)
@@ -414,7 +414,7 @@ class Importer:
             return
         self.result.stored += len(items)
 
-    def _unclaimed(self, items: list[T], row_of: Callable[[T], Row]) -> list[T]:
+    def _not_stored_yet(self, items: list[T], row_of: Callable[[T], Row]) -> list[T]:
         """The items whose row's key is not stored under yet; the others are settled."""
         if not items:
             return []
