@@ -235,6 +235,20 @@ def test_batch_resend_stores_each_report_once(app, client, auth):
     assert stored_reports(app) == 3
 
 
+def test_one_key_many_times_in_a_batch_stores_once_and_replays_the_rest(app, client, auth):
+    """An offline queue that kept one report five times (and a changed body under the same
+    key) after it: one stored, the copies replay it, the changed one is refused."""
+    headers = auth.headers("coordinator", "stepanakert-centre")
+    group = create_group(client, headers)
+    body = report_body(group["id"], 44, client_id=str(uuid.uuid4()))
+    items = [body] * 5 + [body | {"total": 45}]
+    response = client.post("/api/v1/reports/batch", json={"reports": items}, headers=headers)
+    results = response.get_json()["results"]
+    assert [r["status"] for r in results] == [201, 200, 200, 200, 200, 422]
+    assert len({r["report"]["id"] for r in results[:5]}) == 1
+    assert stored_reports(app) == 1
+
+
 def test_single_post_then_batch_with_same_client_id_stores_once(app, client, auth):
     headers = auth.admin
     group = create_group(client, headers)

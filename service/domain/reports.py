@@ -38,9 +38,9 @@ IN_FLIGHT = (
     "The first request with this idempotency key is still being processed; resend "
     "the same request in a moment to get its answer."
 )
-# A key taken between look-up and write is looked up again; more rounds than this mean
-# something keeps taking keys away, which no client can fix by resending.
-MAX_ROUNDS = 3
+# A key taken between look-up and write is looked up again; more rounds in a row with
+# nothing answered mean something keeps taking keys away, which no resend can fix.
+MAX_STALLED_ROUNDS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +85,12 @@ def submit(
     pending = [(index, item) for index, item in enumerate(items) if isinstance(item, HeadCount)]
     writer = for_session()
     replays: dict[int, int] = {}  # item index -> the report its key names
-    for _ in range(MAX_ROUNDS):
-        if not pending:
-            break
-        # A key twice in one set: the first goes now, the others in the next round, where
+    stalled = 0
+    while pending and stalled < MAX_STALLED_ROUNDS:
+        # A key twice in one set: the first goes now, the others in a next round, where
         # the first one's report answers them.
-        batch, pending = _first_of_each_key(pending)
+        batch, later = _first_of_each_key(pending)
+        raced: list[tuple[int, HeadCount]] = []
         written = writer.write(caller, received_at, [report for _, report in batch])
         for (index, report), what in zip(batch, written, strict=True):
             if what.report_id is not None:
@@ -104,7 +104,9 @@ def submit(
             if replayed is not None:
                 replays[index] = replayed
             else:
-                pending.append((index, report))  # its key was stored meanwhile: again
+                raced.append((index, report))  # its key was stored meanwhile: again
+        stalled = stalled + 1 if len(raced) == len(batch) else 0
+        pending = sorted(raced + later, key=lambda item: item[0])
     for index, _ in pending:
         answers[index] = Submitted(None, refused=InProgress(IN_FLIGHT, title="Request in progress"))
     if replays:
