@@ -25,7 +25,7 @@ from sqlalchemy import select
 from service.domain.callers import Caller
 from service.domain.errors import DomainError, FieldError, InProgress, Invalid
 from service.domain.headcounts import HeadCount, Need
-from service.domain.writer import Found, Written, for_session
+from service.domain.writer import Found, Written, first_of_each_key, for_session
 from service.extensions import db
 from service.models import Report, Role
 from service.types import utcnow
@@ -89,7 +89,7 @@ def submit(
     while pending and stalled < MAX_STALLED_ROUNDS:
         # A key twice in one set: the first goes now, the others in a next round, where
         # the first one's report answers them.
-        batch, later = _first_of_each_key(pending)
+        batch, later = first_of_each_key(pending, lambda item: item[1].client_id)
         raced: list[tuple[int, HeadCount]] = []
         written = writer.write(caller, received_at, [report for _, report in batch])
         for (index, report), what in zip(batch, written, strict=True):
@@ -140,22 +140,6 @@ def _settle(caller: Caller, report: HeadCount, found: Found) -> int | None:
             errors=[FieldError("supersedes", "No such report for this group.")],
         )
     return None
-
-
-def _first_of_each_key(
-    items: list[tuple[int, HeadCount]],
-) -> tuple[list[tuple[int, HeadCount]], list[tuple[int, HeadCount]]]:
-    seen: set[str] = set()
-    first, later = [], []
-    for index, report in items:
-        key = report.client_id
-        if key is not None and key in seen:
-            later.append((index, report))
-        else:
-            if key is not None:
-                seen.add(key)
-            first.append((index, report))
-    return first, later
 
 
 def _as_stored(report: HeadCount, written: Written, received_at: datetime) -> StoredReport:

@@ -51,7 +51,7 @@ from service.domain.groups import create_group
 from service.domain.imports.checking import Row, parse_row, quick_row
 from service.domain.imports.reading import COLUMNS, CsvSource, ImportFileError
 from service.domain.settings import context_for_a_thread, setting
-from service.domain.writer import NewReport, Stored, Writer, for_session
+from service.domain.writer import NewReport, Stored, Writer, first_of_each_key, for_session
 from service.extensions import db
 from service.models import Group
 from service.types import utcnow
@@ -221,18 +221,12 @@ def _row_of_laid(item: Laid) -> Row:
     return item[0]
 
 
-def _first_of_each_key(items: list[T], row_of: Callable[[T], Row]) -> tuple[list[T], list[T]]:
-    """A key twice in one chunk: the first goes now, the rest with the next round, where
-    the first's report decides (same content: already imported)."""
-    first: dict[str, T] = {}
-    again: list[T] = []
-    for item in items:
-        key = row_of(item).key
-        if key in first:
-            again.append(item)
-        else:
-            first[key] = item
-    return list(first.values()), again
+def _key_of_row(row: Row) -> str:
+    return row.key
+
+
+def _key_of_laid(item: Laid) -> str:
+    return item[0].key
 
 
 class Importer:
@@ -341,7 +335,7 @@ class Importer:
     def _store(self, rows: list[Row]) -> None:
         """A chunk on SQLite: keys looked up, rows placed and stored."""
         while rows:
-            batch, rows = _first_of_each_key(rows, _itself)
+            batch, rows = first_of_each_key(rows, _key_of_row)
             placed, refused = self._place(self._not_stored_yet(batch, _itself))
             for row, name, message in refused:
                 self._fail(row, name, message)
@@ -369,7 +363,7 @@ class Importer:
             lines = writer.lay_out(new, ids, self.caller.token_id, utcnow(), self._names)
             laid = [(p.report_row, p.new, line) for p, line in zip(placed, lines, strict=True)]
         db.session.commit()
-        first, again = _first_of_each_key(laid, _row_of_laid)
+        first, again = first_of_each_key(laid, _key_of_laid)
         return Prepared(
             checked=chunk,
             placed=first,
@@ -396,7 +390,7 @@ class Importer:
                 batch = self._not_stored_yet(batch, _row_of_laid)
             self._copy(batch)
             look_first = True
-            batch, todo = _first_of_each_key(todo, _row_of_laid)
+            batch, todo = first_of_each_key(todo, _key_of_laid)
         self._look_first = self._keys_met > met_before
 
     def _copy(self, items: list[Laid]) -> None:

@@ -19,10 +19,10 @@ id is None); the caller answers it from what the key names.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from service.domain.callers import Caller
 from service.domain.headcounts import HeadCount
@@ -78,6 +78,29 @@ def storable(caller: Caller, report: HeadCount, found: Found) -> bool:
         and caller.can_write_site(found.site_id)
         and (report.supersedes is None or found.supersedes_group == report.group_id)
     )
+
+
+T = TypeVar("T")
+
+
+def first_of_each_key(
+    items: Iterable[T], key_of: Callable[[T], str | None]
+) -> tuple[list[T], list[T]]:
+    """One write stores a key once: the first of each key goes now, the others (in their
+    order) with a next round, where the first one's report answers them. Items without
+    a key all go now."""
+    seen: set[str] = set()
+    first: list[T] = []
+    later: list[T] = []
+    for item in items:
+        key = key_of(item)
+        if key is not None and key in seen:
+            later.append(item)
+        else:
+            if key is not None:
+                seen.add(key)
+            first.append(item)
+    return first, later
 
 
 class Writer(Protocol):
