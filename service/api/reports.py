@@ -9,7 +9,6 @@ answers each item the same way, in order.
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from typing import Any
 
 from flask import current_app, request
@@ -26,7 +25,6 @@ from service.domain.errors import DomainError, FieldError, Invalid
 from service.errors import Problem, ProblemOut, domain_problem, status_of
 from service.extensions import db
 from service.models import NEEDS_SECTORS, Report, Role
-from service.types import utcnow
 
 blp = Blueprint("reports", __name__, url_prefix="/api/v1/reports", description="Head counts")
 
@@ -94,8 +92,7 @@ class ReportIn(Schema):
 
 
 def read(data: Any) -> headcounts.HeadCount:
-    skew = timedelta(seconds=current_app.config["CLOCK_SKEW_SECONDS"])
-    return headcounts.read_report(data, latest=utcnow() + skew)
+    return headcounts.read_report(data, latest=headcounts.latest_observation())
 
 
 class BatchIn(Schema):

@@ -19,14 +19,16 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, NamedTuple
 
 from service.domain import rules
 from service.domain.errors import FieldError, Invalid
 from service.domain.rules import MISSING, NOT_AN_OBJECT, NULL, UNKNOWN, RuleError
+from service.domain.settings import setting
 from service.models import NEEDS_SECTORS, SADD_KEYS, VULNERABLE_KEYS
+from service.types import utcnow
 
 MAX_NEEDS = len(NEEDS_SECTORS) * 5
 NOTE_LENGTH = 2000
@@ -81,11 +83,16 @@ class HeadCount(NamedTuple):
     fingerprint: str = ""
 
 
+def latest_observation() -> datetime:
+    """The latest moment an observation may have (and a summary be as of): now, plus the
+    clock skew allowed for field devices."""
+    return utcnow() + timedelta(seconds=setting("CLOCK_SKEW_SECONDS"))
+
+
 def read_report(raw: Any, *, latest: datetime, spelling: Spelling = Spelling.JSON) -> HeadCount:
     """The head count `raw` says, or `Invalid` with every field that is wrong.
 
-    `latest` is the latest moment an observation may have: now plus the clock skew
-    allowed for field devices.
+    `latest` is the latest moment an observation may have (`latest_observation()`).
     """
     if not isinstance(raw, Mapping):
         raise Invalid(INVALID_FIELDS, errors=[FieldError("", NOT_AN_OBJECT)])

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from service.domain import aggregation, hot
 from service.domain.canonical import digest
 from service.domain.errors import FieldError, Invalid
+from service.domain.headcounts import latest_observation
 from service.domain.settings import setting
 from service.extensions import db
 from service.models import Site, Summary, SummaryStatus
@@ -54,8 +55,7 @@ def previous_as_of(as_of: datetime, every: timedelta) -> datetime:
 def request_summary(token_id: int | None, as_of: datetime | None = None) -> Summary:
     """A pending summary, counted as handed out: the edge commits, then hands it out."""
     now = utcnow()
-    skew = timedelta(seconds=setting("CLOCK_SKEW_SECONDS"))
-    if as_of is not None and as_of > now + skew:
+    if as_of is not None and as_of > latest_observation():
         raise Invalid(
             "A summary can only be as of now or a past moment.",
             errors=[FieldError("as_of", "Must not be in the future.")],

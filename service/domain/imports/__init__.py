@@ -39,7 +39,6 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import IO, Any, TypeVar
 
 from sqlalchemy import select
@@ -48,9 +47,10 @@ from service.domain import audit
 from service.domain.callers import Caller
 from service.domain.errors import DomainError
 from service.domain.groups import create_group
+from service.domain.headcounts import latest_observation
 from service.domain.imports.checking import Row, parse_row, quick_row
 from service.domain.imports.reading import COLUMNS, CsvSource, ImportFileError
-from service.domain.settings import context_for_a_thread, setting
+from service.domain.settings import context_for_a_thread
 from service.domain.writer import NewReport, Stored, Writer, first_of_each_key, for_session
 from service.extensions import db
 from service.models import Group
@@ -143,8 +143,7 @@ def checked_chunks(
 ) -> Iterator[list[Checked]]:
     """Rows checked, `size` at a time: the quick path first, the careful one where needed."""
     chunk: list[Checked] = []
-    skew = timedelta(seconds=setting("CLOCK_SKEW_SECONDS"))
-    latest = utcnow() + skew
+    latest = latest_observation()
     for number, cells in rows:
         client_id = (cells.get("client_id") or "").strip() or None
         checked = quick_row(number, cells, latest) or parse_row(number, cells, latest)
@@ -152,7 +151,7 @@ def checked_chunks(
         if len(chunk) >= size:
             yield chunk
             chunk = []
-            latest = utcnow() + skew
+            latest = latest_observation()
     if chunk:
         yield chunk
 
