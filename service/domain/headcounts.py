@@ -341,19 +341,11 @@ class _Reader:
             if not nullable:
                 self.fail(prefix + name, NULL)
             return None
-        before = len(self.errors)
         try:
             return read(value)
         except RuleError as exc:
             self.fail(prefix + name, exc.message)
             return None
-        finally:
-            # What a nested value recorded is named inside it: `sadd.male_0_4`.
-            if prefix:
-                for index in range(before, len(self.errors)):
-                    error = self.errors[index]
-                    if not error.field.startswith(prefix):
-                        self.errors[index] = FieldError(prefix + error.field, error.message)
 
     # -- one value each ---------------------------------------------------------------
 
@@ -406,9 +398,10 @@ class _Reader:
         self, raw: Mapping[str, Any], name: str, keys: tuple[str, ...], *, optional: bool = False
     ) -> dict[str, int] | None:
         """Counts under `keys`: all of them (a breakdown), or those given (vulnerabilities).
-        In JSON they are an object of their own; in a CSV row, columns of the row."""
+        In JSON they are an object of their own; in a CSV row, columns of the row. Either
+        way an error is named inside `name`: `sadd.male_0_4`."""
         before = len(self.errors)
-        prefix = f"{name}." if self.cells else ""
+        prefix = f"{name}."
         counted = {}
         for key in keys:
             number = self.value(raw, key, self.count, required=not optional, prefix=prefix)
@@ -417,7 +410,7 @@ class _Reader:
         if not self.cells:
             for key in raw:
                 if key not in keys:
-                    self.fail(str(key), UNKNOWN)
+                    self.fail(f"{prefix}{key}", UNKNOWN)
         return counted if len(self.errors) == before else None
 
     def sadd(self, value: Any) -> dict[str, int] | None:
@@ -431,15 +424,7 @@ class _Reader:
     ) -> dict[str, int] | None:
         if not isinstance(value, Mapping):
             raise RuleError(NOT_AN_OBJECT)
-        before = len(self.errors)
-        counted = self.counts(value, name, keys, optional=optional)
-        self.named_inside(before, name)
-        return counted
-
-    def named_inside(self, since: int, name: str) -> None:
-        for index in range(since, len(self.errors)):
-            error = self.errors[index]
-            self.errors[index] = FieldError(f"{name}.{error.field}", error.message)
+        return self.counts(value, name, keys, optional=optional)
 
     def needs(self, value: Any) -> tuple[Need, ...]:
         if not isinstance(value, list):
