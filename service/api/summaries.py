@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-import threading
 import uuid
-from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
@@ -258,28 +257,14 @@ def represent_ready(summary: domain.SummaryRef, fmt: str, cache: str) -> Any:
     return Response(to_csv(document, hxl=fmt == "hxl"), mimetype="text/csv", headers=headers)
 
 
-# A ready summary never changes: its JSON, serialised through SummaryOut, is kept for
-# the latest few (NGOs poll the latest one; each poll answers the same bytes).
-_BODIES: OrderedDict[uuid.UUID, bytes] = OrderedDict()
-_BODIES_KEPT = 16
-_BODIES_LOCK = threading.Lock()
-
-
+# A ready summary never changes: its JSON answer is kept for the latest few (NGOs poll
+# the latest one; each poll answers the same bytes). Ids are UUIDs: unique across apps.
+@functools.lru_cache(maxsize=16)
 def json_body(summary_id: uuid.UUID) -> bytes:
     """A ready summary's JSON answer: `SummaryOut` dumps it once, its bytes are reused."""
-    with _BODIES_LOCK:
-        body = _BODIES.get(summary_id)
-        if body is not None:
-            _BODIES.move_to_end(summary_id)
-            return body
     summary = db.session.get_one(Summary, summary_id)
     document = {**(summary.document or {}), "status": summary.status.value}
-    body = current_app.json.dumps(SummaryOut().dump(document)).encode()
-    with _BODIES_LOCK:
-        _BODIES[summary_id] = body
-        while len(_BODIES) > _BODIES_KEPT:
-            _BODIES.popitem(last=False)
-    return body
+    return current_app.json.dumps(SummaryOut().dump(document)).encode()
 
 
 def _state(summary: Summary) -> dict[str, Any]:
