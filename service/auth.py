@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import functools
 import threading
-import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import current_app, g, request
+from cachetools import TTLCache
+from flask import Flask, current_app, g, request
 
 from service.domain.callers import Caller
 from service.domain.tokens import caller_for_secret, hash_token
@@ -28,6 +27,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Paths under /api/v1 anyone may read: the interactive docs and the document they load.
 PUBLIC_API_PATHS = frozenset({"/api/v1/openapi.json", "/api/v1/docs"})
 PUBLIC_API_PREFIX = "/api/v1/docs/"  # the docs' own scripts and styles
+READS = ("GET", "HEAD")
 
 
 def _unauthorized(detail: str) -> Problem:
@@ -43,55 +43,48 @@ def authenticate() -> None:
         return
     header = request.headers.get("Authorization", "")
     scheme, _, secret = header.partition(" ")
-    if scheme.lower() != "bearer" or not secret.strip():
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not secret:
         raise _unauthorized("Send your token as 'Authorization: Bearer <token>'.")
-    caller = _reader(secret.strip()) if request.method in READS else None
+    recent: _RecentCallers | None = current_app.extensions["recent_callers"]
+    caller = recent.get(secret) if recent is not None and request.method in READS else None
     if caller is None:
-        caller = caller_for_secret(secret.strip())
-        _READERS.keep(secret.strip(), caller)
+        caller = caller_for_secret(secret)
+        if recent is not None:
+            recent.keep(secret, caller)
     if caller is None:
         raise _unauthorized("This token is unknown or revoked. Ask the coordination lead for one.")
     g.caller = caller
 
 
-READS = ("GET", "HEAD")
-
-
 class _RecentCallers:
-    """Who held which token, recently: keyed by the token's hash (no secret kept here),
-    for at most `MAX` tokens, each for TOKEN_CACHE_SECONDS."""
+    """Who held which token in the last `seconds`: keyed by the token's hash (no secret
+    kept here), for at most `MAX` tokens."""
 
     MAX = 1000
 
-    def __init__(self) -> None:
-        self._seen: OrderedDict[str, tuple[Caller, float]] = OrderedDict()
-        self._lock = threading.Lock()
+    def __init__(self, seconds: float) -> None:
+        self._seen: TTLCache[str, Caller] = TTLCache(maxsize=self.MAX, ttl=seconds)
+        self._lock = threading.Lock()  # a TTLCache is not safe across threads
 
-    def get(self, secret: str, seconds: float) -> Caller | None:
+    def get(self, secret: str) -> Caller | None:
         with self._lock:
-            seen = self._seen.get(hash_token(secret))
-        if seen is None or time.monotonic() - seen[1] > seconds:
-            return None
-        return seen[0]
+            return self._seen.get(hash_token(secret))
 
     def keep(self, secret: str, caller: Caller | None) -> None:
         key = hash_token(secret)
         with self._lock:
             if caller is None:
                 self._seen.pop(key, None)
-                return
-            self._seen[key] = (caller, time.monotonic())
-            self._seen.move_to_end(key)
-            while len(self._seen) > self.MAX:
-                self._seen.popitem(last=False)
+            else:
+                self._seen[key] = caller
 
 
-_READERS = _RecentCallers()
-
-
-def _reader(secret: str) -> Caller | None:
-    seconds = current_app.config["TOKEN_CACHE_SECONDS"]
-    return _READERS.get(secret, seconds) if seconds > 0 else None
+def init_app(app: Flask) -> None:
+    """Every /api/v1 request is authenticated; reads may go by a recent look-up."""
+    seconds = app.config["TOKEN_CACHE_SECONDS"]
+    app.extensions["recent_callers"] = _RecentCallers(seconds) if seconds > 0 else None
+    app.before_request(authenticate)
 
 
 def current_caller() -> Caller:
