@@ -73,9 +73,15 @@ def run_import(
     jobs.counted(job_id, source.row_count)
     db.session.commit()
 
+    errors_written = 0
+
     def chunk_written(result: imports.ImportResult) -> None:
-        jobs.progress(job_id, result)
+        # The error rows (up to a thousand, sorted) are written again only when new ones
+        # came: a clean file's chunks write their counts alone.
+        nonlocal errors_written
+        jobs.progress(job_id, result, with_errors=len(result.errors) != errors_written)
         db.session.commit()
+        errors_written = len(result.errors)
         if on_progress:
             on_progress(result)
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from service.domain.imports import IMPORT_TOKEN_NAME
 from service.domain.tokens import hash_token, system_caller
@@ -598,3 +599,34 @@ def test_an_import_stopped_halfway_keeps_whole_chunks_and_says_so(app, client, a
     event = [e for e in audit_events(app) if e["action"] == "reports.import"][-1]
     assert event["after"]["interrupted"] is True
     assert event["after"]["stored"] == 2
+
+
+def test_a_jobs_error_rows_show_as_its_chunks_are_written(app, client, auth, monkeypatch):
+    """Someone watching an upload sees each bad row once its chunk is in, and a clean
+    chunk after it leaves the errors shown so far as they were."""
+    from service import importing
+    from service.domain import imports
+    from service.domain.imports import jobs
+
+    group = create_group(client, auth.admin, CENTRE)
+    rows = [
+        {"group_id": group["id"], "observed_at": hours_ago(5 - n / 10), "total": str(n)}
+        for n in range(6)
+    ]
+    rows[1]["total"] = "many"  # row 3, in the first chunk
+    rows[5]["total"] = "-1"  # row 7, in the third
+    with app.app_context():
+        monkeypatch.setattr(imports, "CHUNK_SIZE", 2)
+        job = jobs.create_job(system_caller("test"), "x.csv", csv_text(rows).encode())
+        db.session.commit()
+        shown: list[list[int]] = []
+
+        def watch(_result: imports.ImportResult) -> None:
+            errors = db.session.execute(
+                select(ImportJob.errors).where(ImportJob.id == job.id)
+            ).scalar_one()
+            shown.append([error["row"] for error in errors or []])
+
+        importing.run_import(job.id, on_progress=watch)
+
+    assert shown == [[3], [3], [3, 7]]

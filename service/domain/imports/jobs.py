@@ -85,8 +85,9 @@ def counted(job_id: uuid.UUID, total_rows: int) -> None:
     )
 
 
-def progress(job_id: uuid.UUID, result: ImportResult) -> None:
-    """The counts so far, with the chunk just written (flushed: committed with it)."""
+def progress(job_id: uuid.UUID, result: ImportResult, *, with_errors: bool = True) -> None:
+    """The counts so far, with the chunk just written (flushed: committed with it), and
+    the error rows unless `with_errors` is False (none came since they were written)."""
     db.session.execute(
         update(ImportJob)
         .where(ImportJob.id == job_id)
@@ -96,7 +97,7 @@ def progress(job_id: uuid.UUID, result: ImportResult) -> None:
             already_imported=result.already_imported,
             failed=result.failed,
             groups_created=result.groups_created,
-            **_errors(result),
+            **(_errors(result) if with_errors else {}),
         )
     )
 
