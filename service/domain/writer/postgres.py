@@ -218,7 +218,7 @@ class PostgresWriter:
                 "received_at": received_at,
                 "token_id": caller.token_id,
                 "actor": caller.name,
-                "holder": _holder(caller.token_id),
+                "holder": key_lock_prefix(caller.token_id),
                 "any_site": caller.is_admin,
                 "sites": sorted(caller.site_ids),
             },
@@ -375,7 +375,7 @@ class PostgresWriter:
         savepoint.commit()
 
 
-def _holder(token_id: int | None) -> str:
+def key_lock_prefix(token_id: int | None) -> str:
     """The name of a key's lock, before the key: the token, then the key, hashed to 64 bits."""
     return f"report-key:{token_id}:"
 
