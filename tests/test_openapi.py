@@ -10,7 +10,6 @@ import pytest
 from openapi_core.contrib.werkzeug import WerkzeugOpenAPIResponse
 from openapi_core.validation.response.exceptions import InvalidData
 
-from tests.helpers import create_group, report_body
 from tests.openapi_check import AnsweredRequest, CheckedClient
 
 
@@ -43,11 +42,3 @@ def test_the_document_states_the_contracts_clients_build_on(client, auth):
     assert {"previous_as_of", "standards", "totals", "sites", "flags"} <= set(fields)
     default = spec["components"]["responses"]["DEFAULT_ERROR"]["content"]
     assert set(default) == {"application/problem+json"}
-
-
-def test_a_resend_is_documented_and_answered_alike(client, auth):
-    headers = auth.admin | {"Idempotency-Key": "same"}
-    group = create_group(client, auth.admin)
-    body = report_body(group["id"])
-    assert client.post("/api/v1/reports", json=body, headers=headers).status_code == 201
-    assert client.post("/api/v1/reports", json=body, headers=headers).status_code == 200
