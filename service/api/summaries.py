@@ -99,12 +99,9 @@ class FlagOut(Schema):
 COUNTS = fields.Dict(keys=fields.String(), values=fields.Integer())
 
 
-class SiteSummaryOut(Schema):
-    site_id = fields.String()
-    name = fields.String()
-    kind = fields.String()
-    pcode = fields.String(allow_none=True)
-    capacity = fields.Integer(allow_none=True)
+class CountsOut(Schema):
+    """What a site's entry and the totals both count."""
+
     people = fields.Integer()
     groups = fields.Integer()
     people_previous = fields.Integer()
@@ -115,22 +112,20 @@ class SiteSummaryOut(Schema):
     vulnerable = COUNTS
     needs = fields.Nested(SphereNeedsOut, metadata={"description": "Sphere minimums, per day."})
     reported_needs = fields.List(fields.Nested(ReportedNeedOut))
+
+
+class SiteSummaryOut(CountsOut):
+    site_id = fields.String()
+    name = fields.String()
+    kind = fields.String()
+    pcode = fields.String(allow_none=True)
+    capacity = fields.Integer(allow_none=True)
     last_observed_at = fields.String(allow_none=True)
     flags = fields.List(fields.Nested(FlagOut))
 
 
-class TotalsOut(Schema):
-    people = fields.Integer()
-    groups = fields.Integer()
+class TotalsOut(CountsOut):
     sites = fields.Integer(metadata={"description": "Sites with waiting groups."})
-    people_previous = fields.Integer()
-    change_since_previous = fields.Integer()
-    departures = fields.Nested(DeparturesOut)
-    sadd = COUNTS
-    people_without_sadd = fields.Integer()
-    vulnerable = COUNTS
-    needs = fields.Nested(SphereNeedsOut)
-    reported_needs = fields.List(fields.Nested(ReportedNeedOut))
 
 
 class SummaryOut(Schema):
