@@ -159,7 +159,7 @@ def import_reports(path: Path) -> None:
     try:
         source.check()
     except imports.ImportFileError as exc:
-        raise click.ClickException(f"{path}: {exc.message}") from None
+        raise click.ClickException(f"{path}: {exc.detail}") from None
     caller = system_caller(imports.IMPORT_TOKEN_NAME)
     job = jobs.create_job(caller, path.name, None)
     db.session.commit()

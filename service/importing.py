@@ -67,7 +67,7 @@ def run_import(
         if not source.checked:
             source.check()
     except imports.ImportFileError as refused:
-        jobs.failed(job_id, refused.message, refused.errors)
+        jobs.failed(job_id, refused.detail, refused.errors)
         db.session.commit()
         return None
     jobs.counted(job_id, source.row_count)

@@ -14,7 +14,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from service import importing
 from service.api.parsing import Blueprint
 from service.auth import current_caller, requires
-from service.domain.imports import ImportFileError, jobs
+from service.domain.imports import jobs
 from service.errors import Problem
 from service.models import ImportJob, ImportStatus, Role
 
@@ -113,10 +113,7 @@ class ReportImport(MethodView):
         (same `client_id`, or the same content) counts as `already_imported`. The columns
         are those of `needs-tracker import`."""
         content, name = uploaded_file()
-        try:
-            job = importing.start_upload(current_caller(), content, name)
-        except ImportFileError as refused:
-            raise Problem(422, refused.message, errors=refused.errors or None) from None
+        job = importing.start_upload(current_caller(), content, name)
         return job, 202, {"Location": f"/api/v1/imports/{job.id}"}
 
 

@@ -353,7 +353,7 @@ def import_reports() -> Any:
     try:
         job = import_runs.start_upload(caller, content, upload.filename or "upload.csv")
     except importing.ImportFileError as exc:
-        context["error"] = exc.message
+        context["error"] = exc.detail
         return render_template("dashboard/import.html", **context), 422
     return redirect(url_for("dashboard.import_job", job_id=job.id), 303)
 

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 
 from service.domain.callers import Caller
-from service.domain.errors import NotFound
+from service.domain.errors import FieldError, NotFound
 from service.domain.imports import ImportResult
 from service.domain.settings import TASK_TIME_LIMIT_SECONDS
 from service.extensions import db
@@ -107,11 +107,11 @@ def done(job_id: uuid.UUID, result: ImportResult) -> None:
     _end(job_id, ImportStatus.done, None)
 
 
-def failed(job_id: uuid.UUID, why: str, errors: list[dict[str, str]] | None = None) -> None:
+def failed(job_id: uuid.UUID, why: str, errors: list[FieldError] | None = None) -> None:
     """The job stopped, or its file was refused whole (`errors`: the columns at fault)."""
     values = {}
     if errors:
-        values["errors"] = [{"row": 1, "client_id": None, **e} for e in errors]
+        values["errors"] = [{"row": 1, "client_id": None, **e.as_dict()} for e in errors]
     _end(job_id, ImportStatus.failed, why, **values)
 
 

@@ -10,32 +10,23 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
+from service.domain.errors import FieldError, Invalid
 from service.domain.headcounts import CELLS as COLUMNS
 from service.domain.headcounts import GROUP_CELLS as GROUP_COLUMNS
 
 REQUIRED_COLUMNS = ("observed_at", "total")
 
 
-class ImportFileError(Exception):
-    """The file as a whole cannot be read: not UTF-8, empty, or without the columns needed."""
+class ImportFileError(Invalid):
+    """The file as a whole cannot be read: not UTF-8, empty, or without the columns needed
+    (`errors` name the columns missing or unknown)."""
 
     def __init__(
-        self,
-        message: str,
-        *,
-        missing: Iterable[str] = (),
-        unknown: Iterable[str] = (),
+        self, detail: str, *, missing: Iterable[str] = (), unknown: Iterable[str] = ()
     ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.missing = list(missing)
-        self.unknown = list(unknown)
-
-    @property
-    def errors(self) -> list[dict[str, str]]:
-        return [{"field": name, "message": "Missing column."} for name in self.missing] + [
-            {"field": name, "message": "Unknown column."} for name in self.unknown
-        ]
+        errors = [FieldError(name, "Missing column.") for name in missing]
+        errors += [FieldError(name, "Unknown column.") for name in unknown]
+        super().__init__(detail, errors=errors)
 
 
 class CsvSource:
