@@ -11,6 +11,7 @@ from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from service.domain import errors as domain
+from service.domain.availability import database_away
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
@@ -185,6 +186,11 @@ def handle_domain_error(error: domain.DomainError) -> Response:
 
 
 def handle_unexpected(error: Exception) -> Response:
+    away = database_away(error)
+    if away is not None:
+        # Not our bug: the database or disk is away. The client is told when to retry.
+        log.warning("database unavailable", extra={"error_type": type(error).__name__})
+        return handle_domain_error(away)
     log.exception("unhandled error", extra={"error_type": type(error).__name__})
     return problem_response(
         500,
