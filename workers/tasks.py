@@ -5,41 +5,63 @@ from __future__ import annotations
 
 import logging
 import uuid
+from contextlib import suppress
 from datetime import datetime
 
 from celery import Task, shared_task
-from sqlalchemy.exc import OperationalError
+from celery.utils.time import get_exponential_backoff_interval
 
 from service import handoff, importing, mail
 from service.domain import deliveries, subscriptions, summaries
+from service.domain.availability import database_away
 from service.domain.imports import jobs
 from service.extensions import db
 
 log = logging.getLogger(__name__)
 
-# A database that is restarting or briefly unreachable: try again, backing off.
-RETRY_WHILE_THE_DATABASE_IS_AWAY = {
-    "autoretry_for": (OperationalError,),
-    "retry_backoff": 2,
-    "retry_backoff_max": 120,
-    "retry_jitter": True,
-    "max_retries": 6,
-}
+# The database (or its disk) away: try again, backing off 2, 4, 8 ... up to 120 s (with
+# jitter, so workers do not all come back at once), about five minutes in all. Then the
+# work is left as stored: the tick's sweep hands out a summary still pending again.
+RETRY_BACKOFF_SECONDS = 2
+RETRY_BACKOFF_MAX_SECONDS = 120
+RETRIES_WHILE_THE_DATABASE_IS_AWAY = 8
 
 
-@shared_task(name=handoff.BUILD_SUMMARY, **RETRY_WHILE_THE_DATABASE_IS_AWAY)
-def build_summary(summary_id: str) -> bool:
+def retry_if_the_database_is_away(task: Task, error: BaseException) -> None:
+    """Raise the task's retry when `error` is the database being away (the one rule:
+    availability.database_away); return when it is a fault in the work itself."""
+    if database_away(error) is None:
+        return
+    countdown = get_exponential_backoff_interval(
+        factor=RETRY_BACKOFF_SECONDS,
+        retries=task.request.retries,
+        maximum=RETRY_BACKOFF_MAX_SECONDS,
+        full_jitter=True,
+    )
+    log.warning(
+        "database unavailable; task retried",
+        extra={"task": task.name, "retry_in": countdown, "error_type": type(error).__name__},
+    )
+    raise task.retry(exc=error, countdown=countdown, max_retries=RETRIES_WHILE_THE_DATABASE_IS_AWAY)
+
+
+def _rollback() -> None:
+    # With the connection gone there is nothing to roll back; the pool replaces it.
+    with suppress(Exception):
+        db.session.rollback()
+
+
+@shared_task(name=handoff.BUILD_SUMMARY, bind=True)
+def build_summary(self: Task, summary_id: str) -> bool:
     try:
         built = summaries.build(uuid.UUID(summary_id))
         db.session.commit()
         return built
-    except OperationalError:
-        db.session.rollback()
-        raise
     except Exception as exc:
-        # Not transient: a retry would fail the same way. Say so on the summary.
+        _rollback()
+        retry_if_the_database_is_away(self, exc)
+        # Not the database away: a retry would fail the same way. Say so on the summary.
         log.exception("summary build failed", extra={"summary_id": summary_id})
-        db.session.rollback()
         summaries.mark_failed(uuid.UUID(summary_id), type(exc).__name__)
         db.session.commit()
         return False
@@ -74,20 +96,29 @@ def dispatch_subscriptions() -> int:
 
 
 # SMTP failures are retried below, on the schedule the delivery itself keeps.
-@shared_task(name=handoff.SEND_DELIVERY, bind=True, **RETRY_WHILE_THE_DATABASE_IS_AWAY)
+@shared_task(name=handoff.SEND_DELIVERY, bind=True)
 def send_delivery(self: Task, delivery_id: str) -> str:
-    outcome = attempt_delivery(uuid.UUID(delivery_id))
+    try:
+        outcome = attempt_delivery(uuid.UUID(delivery_id))
+    except Exception as exc:
+        retry_if_the_database_is_away(self, exc)
+        raise
     if outcome.retry_in is not None:
         raise self.retry(countdown=outcome.retry_in, max_retries=None)
     return outcome.status
 
 
 # Running an import again stores nothing twice.
-@shared_task(name=handoff.RUN_IMPORT, **RETRY_WHILE_THE_DATABASE_IS_AWAY)
-def run_import(job_id: str) -> int | None:
+@shared_task(name=handoff.RUN_IMPORT, bind=True)
+def run_import(self: Task, job_id: str) -> int | None:
     """An uploaded CSV: its rows imported, its job's counts growing chunk by chunk."""
-    with importing.quick_switching():
-        result = importing.run_import(uuid.UUID(job_id))
+    try:
+        with importing.quick_switching():
+            result = importing.run_import(uuid.UUID(job_id))
+    except Exception as exc:
+        _rollback()
+        retry_if_the_database_is_away(self, exc)
+        raise
     return result.stored if result else None
 
 
@@ -104,5 +135,5 @@ def attempt_delivery(delivery_id: uuid.UUID, now: datetime | None = None) -> del
         db.session.commit()
         return outcome
     except BaseException:
-        db.session.rollback()
+        _rollback()
         raise

@@ -11,7 +11,7 @@ reads it. The same statements run on SQLite and PostgreSQL.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -174,8 +174,14 @@ def snapshot(
             # Fresh temporary tables have no statistics; the joins below need them.
             connection.exec_driver_sql(f"ANALYZE {name}")
         yield Snapshot(as_of, table)
-    finally:
-        table.drop(connection)
+    except BaseException:
+        # The transaction may be gone with its connection (a terminated backend, a
+        # restart): dropping the table would then fail on its own and hide why. The
+        # rollback that follows an error discards the table with the transaction.
+        with suppress(Exception):
+            table.drop(connection)
+        raise
+    table.drop(connection)
 
 
 @dataclass
