@@ -72,6 +72,38 @@ def database_url(raw: str) -> str:
     return raw
 
 
+def engine_options(url: str, env: dict[str, str]) -> dict[str, Any]:
+    """How the app holds its database connections (SQLALCHEMY_ENGINE_OPTIONS)."""
+    options: dict[str, Any] = {
+        # A pooled connection is checked (a round trip) before each use: one the database
+        # dropped (a restart, a terminated backend) is replaced instead of failing the
+        # first request of each idle worker after the database is back.
+        "pool_pre_ping": True,
+        # And never kept past this, whatever a firewall or proxy does to idle ones.
+        "pool_recycle": _int(env, "DATABASE_POOL_RECYCLE_SECONDS", 1800),
+    }
+    if url.startswith("postgresql"):
+        check = _int(env, "DATABASE_CLIENT_CHECK_SECONDS", 5)
+        options["connect_args"] = {
+            # Give up connecting after this (a host gone away answers nothing at all).
+            "connect_timeout": _int(env, "DATABASE_CONNECT_TIMEOUT_SECONDS", 5),
+            # TCP keepalives both ways: a peer that vanished is noticed in about a minute.
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+            # PostgreSQL checks every few seconds, even mid-statement or waiting for a
+            # lock, that the client is still there, and ends the backend when it is not:
+            # a killed request's transaction (and the key it holds) ends within this.
+            "options": (
+                f"-c client_connection_check_interval={check * 1000} "
+                "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 "
+                "-c tcp_keepalives_count=3"
+            ),
+        }
+    return options
+
+
 def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Build the Flask config mapping from the environment, `.env`, and overrides."""
     load_dotenv(PROJECT_ROOT / ".env", override=False)
@@ -94,6 +126,7 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "SECRET_KEY": env.get("SECRET_KEY") or "",
         "DATABASE_URL": db_url,
         "SQLALCHEMY_DATABASE_URI": database_url(db_url),
+        "SQLALCHEMY_ENGINE_OPTIONS": engine_options(database_url(db_url), env),
         "CELERY_BROKER_URL": broker_url,
         "CELERY_QUEUE": env.get("CELERY_QUEUE") or "needs-tracker",
         "CELERY_VISIBILITY_TIMEOUT": _int(env, "CELERY_VISIBILITY_TIMEOUT", 3600),
@@ -109,6 +142,10 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "TOKEN_CACHE_SECONDS": _int(env, "TOKEN_CACHE_SECONDS", 2),
         "SUMMARY_INTERVAL_MINUTES": _int(env, "SUMMARY_INTERVAL_MINUTES", 60),
         "STALE_AFTER_HOURS": _int(env, "STALE_AFTER_HOURS", 6),
+        # After an outage, the scheduler creates the summaries of the periods it missed,
+        # oldest first, up to this many periods back (with the current one): a day of
+        # hourly summaries by default.
+        "SUMMARY_CATCH_UP_PERIODS": _int(env, "SUMMARY_CATCH_UP_PERIODS", 24),
         # How often the scheduler looks for a due summary and for lost builds.
         "SCHEDULER_TICK_SECONDS": _int(env, "SCHEDULER_TICK_SECONDS", 60),
         # A summary build handed to a worker this long ago and still pending is re-sent.
@@ -149,6 +186,7 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     for name in (
         "SUMMARY_INTERVAL_MINUTES",
         "STALE_AFTER_HOURS",
+        "SUMMARY_CATCH_UP_PERIODS",
         "SCHEDULER_TICK_SECONDS",
         "SMTP_TIMEOUT_SECONDS",
         "DELIVERY_RETRY_SECONDS",
