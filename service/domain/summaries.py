@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from service.domain import aggregation, hot
@@ -74,20 +74,47 @@ def not_handed_out(summary_id: uuid.UUID) -> None:
 
 
 def ensure_scheduled(now: datetime | None = None) -> Summary | None:
-    """Create the summary of the current period, unless it exists (a unique key decides)."""
-    period = period_start(now or utcnow(), interval())
-    exists = db.session.execute(select(Summary.id).where(Summary.period == period)).first()
-    if exists:
-        return None
-    summary = Summary(as_of=period, period=period)
-    try:
-        with db.session.begin_nested():
-            db.session.add(summary)
-    except IntegrityError:
-        # Another scheduler got there first: one summary per period.
-        return None
-    log.info("scheduled summary created", extra={"summary_id": str(summary.id)})
-    return summary
+    """Create the summary of the current period and of each period missed since the
+    latest one (the scheduler or the database was away), oldest first, unless it exists:
+    a unique key keeps each period to one summary. Returns the current period's summary
+    when this call created it."""
+    every = interval()
+    current = period_start(now or utcnow(), every)
+    periods = _periods_to_schedule(current, every)
+    exists = set(
+        db.session.execute(select(Summary.period).where(Summary.period.in_(periods))).scalars()
+    )
+    created = None
+    for period in periods:
+        if period in exists:
+            continue
+        # as_of is the period's own moment: built late, it counts what was known then.
+        summary = Summary(as_of=period, period=period)
+        try:
+            with db.session.begin_nested():
+                db.session.add(summary)
+        except IntegrityError:
+            # Another scheduler got there first: one summary per period.
+            continue
+        log.info(
+            "scheduled summary created",
+            extra={"summary_id": str(summary.id), "missed": period != current},
+        )
+        if period == current:
+            created = summary
+    return created
+
+
+def _periods_to_schedule(current: datetime, every: timedelta) -> list[datetime]:
+    """The current period, after those since the latest scheduled one, at most
+    SUMMARY_CATCH_UP_PERIODS in all (a new service has none before its first)."""
+    latest = db.session.execute(
+        select(func.max(Summary.period)).where(Summary.period <= current)
+    ).scalar_one_or_none()
+    if latest is None or latest == current:
+        return [current]
+    missed = min(int((current - latest) / every) - 1, setting("SUMMARY_CATCH_UP_PERIODS") - 1)
+    return [current - n * every for n in range(missed, 0, -1)] + [current]
 
 
 def due_for_build(now: datetime | None = None) -> list[uuid.UUID]:
