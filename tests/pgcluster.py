@@ -60,6 +60,31 @@ class Cluster:
         for pid in self._pids():
             os.kill(pid, signal.SIGCONT)
 
+    def stop(self) -> None:
+        """PostgreSQL stopped as an operator stops it (fast: clients are disconnected)."""
+        self._pg_ctl("-m", "fast", "-w", "stop")
+
+    def start(self) -> None:
+        self._pg_ctl("-w", "start")
+
+    def _pg_ctl(self, *args: str) -> None:
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        subprocess.run(
+            [
+                *_as_owner(),
+                str(_bindir() / "pg_ctl"),
+                "-D",
+                str(self.folder / "data"),
+                "-o",
+                options,
+                "-l",
+                str(self.folder / "log"),
+                *args,
+            ],
+            check=True,
+            capture_output=True,
+        )
+
 
 @contextmanager
 def private_postgres() -> Iterator[Cluster]:
@@ -75,23 +100,7 @@ def private_postgres() -> Iterator[Cluster]:
         check=True,
         capture_output=True,
     )
-    options = f"-p {cluster.port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run(
-        [
-            *run,
-            str(bindir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-o",
-            options,
-            "-l",
-            str(folder / "log"),
-            "-w",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cluster.start()
     try:
         yield cluster
     finally:
