@@ -80,6 +80,7 @@ def ensure_scheduled(now: datetime | None = None) -> Summary | None:
     when this call created it."""
     every = interval()
     current = period_start(now or utcnow(), every)
+    _reopen_failed_by_an_outage(current, every)
     periods = _periods_to_schedule(current, every)
     exists = set(
         db.session.execute(select(Summary.period).where(Summary.period.in_(periods))).scalars()
@@ -103,6 +104,26 @@ def ensure_scheduled(now: datetime | None = None) -> Summary | None:
         if period == current:
             created = summary
     return created
+
+
+# What a build that lost its database was marked failed with before such builds were
+# retried instead (workers/tasks.py). Those periods, within the catch-up window, are
+# built again; a fault that is not the database gives up after MAX_ATTEMPTS handouts.
+FAILED_BY_AN_OUTAGE = ("PendingRollbackError", "InterfaceError")
+
+
+def _reopen_failed_by_an_outage(current: datetime, every: timedelta) -> None:
+    since = current - (setting("SUMMARY_CATCH_UP_PERIODS") - 1) * every
+    db.session.execute(
+        update(Summary)
+        .where(
+            Summary.period.between(since, current),
+            Summary.status == SummaryStatus.failed,
+            Summary.error.in_(FAILED_BY_AN_OUTAGE),
+            Summary.attempts < MAX_ATTEMPTS,
+        )
+        .values(status=SummaryStatus.pending, error=None, enqueued_at=None)
+    )
 
 
 def _periods_to_schedule(current: datetime, every: timedelta) -> list[datetime]:

@@ -88,3 +88,36 @@ def test_catching_up_is_bounded_and_a_new_service_starts_at_its_first_period(
         summaries.ensure_scheduled(start + 40 * HOUR)
         db.session.commit()
         assert list(sorted(_periods())) == [start] + [start + n * HOUR for n in (38, 39, 40)]
+
+
+def test_a_period_failed_by_an_outage_before_builds_were_retried_is_built_again(make_app):
+    """Before builds that lost their database were retried, such a build was marked
+    failed (`PendingRollbackError`) and its period never built. The tick builds those
+    again, within the catch-up window; other failures stay failed."""
+    app = make_app(SUMMARY_CATCH_UP_PERIODS=4)
+    with app.app_context():
+        now = summaries.period_start(utcnow(), HOUR)
+        marks = {
+            now - 5 * HOUR: "PendingRollbackError",  # outside the window
+            now - 2 * HOUR: "PendingRollbackError",
+            now - HOUR: "KeyError",  # a fault in the work: a retry would fail the same way
+        }
+        for period, error in marks.items():
+            db.session.add(
+                Summary(as_of=period, period=period, status="failed", error=error, attempts=1)
+            )
+        db.session.commit()
+        summaries.ensure_scheduled(now)
+        db.session.commit()
+        due = summaries.due_for_build(now)
+        db.session.commit()
+        for summary_id in due:
+            summaries.build(summary_id)
+            db.session.commit()
+        status = dict(db.session.execute(select(Summary.period, Summary.status)).tuples().all())
+    assert {period: s.value for period, s in status.items()} == {
+        now - 5 * HOUR: "failed",
+        now - 2 * HOUR: "ready",
+        now - HOUR: "failed",
+        now: "ready",
+    }
