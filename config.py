@@ -84,23 +84,32 @@ def engine_options(url: str, env: dict[str, str]) -> dict[str, Any]:
     }
     if url.startswith("postgresql"):
         check = _int(env, "DATABASE_CLIENT_CHECK_SECONDS", 5)
+        timeout = _int(env, "DATABASE_CONNECT_TIMEOUT_SECONDS", 5)
+        if check < 0 or timeout < 1:
+            raise ValueError(
+                "DATABASE_CLIENT_CHECK_SECONDS must be 0 or more and "
+                "DATABASE_CONNECT_TIMEOUT_SECONDS at least 1"
+            )
         options["connect_args"] = {
             # Give up connecting after this (a host gone away answers nothing at all).
-            "connect_timeout": _int(env, "DATABASE_CONNECT_TIMEOUT_SECONDS", 5),
-            # TCP keepalives both ways: a peer that vanished is noticed in about a minute.
+            "connect_timeout": timeout,
+            # TCP keepalives: a server that vanished is noticed in about a minute.
             "keepalives": 1,
             "keepalives_idle": 30,
             "keepalives_interval": 10,
             "keepalives_count": 3,
+        }
+        if check:
             # PostgreSQL checks every few seconds, even mid-statement or waiting for a
             # lock, that the client is still there, and ends the backend when it is not:
-            # a killed request's transaction (and the key it holds) ends within this.
-            "options": (
+            # a killed request's transaction (and the keys it holds) ends within this.
+            # Keepalives from the server too, for a client whose machine vanished.
+            # (0 sends none of it: a pooler such as PgBouncer refuses these options.)
+            options["connect_args"]["options"] = (
                 f"-c client_connection_check_interval={check * 1000} "
                 "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 "
                 "-c tcp_keepalives_count=3"
-            ),
-        }
+            )
     return options
 
 
