@@ -6,9 +6,11 @@ SECRET_KEY, HttpOnly and SameSite=Lax; every request checks again that the token
 not revoked. Forms carry a CSRF token (Flask-WTF). The overview reloads itself with
 `<meta http-equiv="refresh">` every DASHBOARD_REFRESH_SECONDS.
 
-What each role sees follows the API: everyone sees the summaries (aggregates); a
-reader sees no group labels and no admin actions; coordinators and admins may ask for
-a summary now; admins may upload a CSV of head counts.
+What each role sees follows the API (the rule is `Caller.sees_groups_of`): everyone
+sees the summaries (site-level figures); the labels and figures of single groups named
+in flags are shown to admins, and to coordinators for the sites on their token only,
+never to readers; coordinators and admins may ask for a summary now; admins may upload
+a CSV of head counts.
 """
 
 from __future__ import annotations
@@ -194,20 +196,30 @@ def iso(moment: datetime) -> str:
 
 
 def group_labels(document: dict[str, Any], caller: Caller) -> dict[str, str]:
-    """Labels of the groups named in flags, for coordinators and admins (not readers)."""
-    if caller.role is Role.reader:
-        return {}
-    ids = {f["group_id"] for f in document["flags"] if f.get("group_id")}
+    """Labels of the groups named in flags, of the sites whose groups the caller sees."""
+    ids = {
+        f["group_id"]
+        for f in document["flags"]
+        if f.get("group_id") and caller.sees_groups_of(f["site_id"])
+    }
     if not ids:
         return {}
     rows = db.session.execute(
-        select(Group.id, Group.label).where(Group.id.in_([uuid.UUID(i) for i in ids]))
+        select(Group.id, Group.label, Group.site_id).where(
+            Group.id.in_([uuid.UUID(i) for i in ids])
+        )
     )
-    return {str(group_id): label for group_id, label in rows}
+    # A group moved since the summary: shown only if its site now is one the caller sees.
+    return {str(group_id): label for group_id, label, site in rows if caller.sees_groups_of(site)}
 
 
-def site_flags(site: dict[str, Any], labels: dict[str, str]) -> list[dict[str, Any]]:
-    """A site's flags, one entry per kind, with what it means."""
+def site_flags(
+    site: dict[str, Any], labels: dict[str, str], caller: Caller
+) -> list[dict[str, Any]]:
+    """A site's flags, one entry per kind, with what it means. A single group's flag
+    carries that group's figures ("jumped from 3 to 12"): its message is shown only to
+    callers who see the site's groups."""
+    sees_groups = caller.sees_groups_of(site["site_id"])
     kinds: dict[str, dict[str, Any]] = {}
     for flag in site["flags"]:
         entry = kinds.setdefault(
@@ -224,7 +236,7 @@ def site_flags(site: dict[str, Any], labels: dict[str, str]) -> list[dict[str, A
         if flag.get("group_id"):
             if flag["group_id"] in labels:
                 entry["groups"].append(labels[flag["group_id"]])
-            if len(entry["messages"]) < 3 and flag["code"] != "stale_group":
+            if sees_groups and len(entry["messages"]) < 3 and flag["code"] != "stale_group":
                 entry["messages"].append(flag["message"])
         else:
             entry["messages"].append(flag["message"])
@@ -287,7 +299,7 @@ def overview() -> Any:
                 **site,
                 "last_at": last_at,
                 "age_hours": (summary.as_of - last_at).total_seconds() / 3600 if last_at else None,
-                "flag_kinds": site_flags(site, labels),
+                "flag_kinds": site_flags(site, labels, caller),
             }
         )
     bars = charts.bar_chart([(s["name"], s["people"], s["capacity"]) for s in sites])
