@@ -142,7 +142,7 @@ def safe_next(target: str | None) -> str:
 
 @blp.route("/sign-in", methods=["GET", "POST"])
 def sign_in() -> Any:
-    if request.method == "GET":
+    if request.method != "POST":  # GET, HEAD
         return render_template("dashboard/sign_in.html", next=request.args.get("next"))
     secret = (request.form.get("token") or "").strip()
     caller = caller_for_secret(secret) if secret and len(secret) <= 200 else None
@@ -348,7 +348,7 @@ def import_reports() -> Any:
     caller: Caller = g.caller
     caller.require_role(Role.admin)
     context = {"caller": caller, "columns": importing.COLUMNS, "job": None, "error": None}
-    if request.method == "GET":
+    if request.method != "POST":  # GET, HEAD
         return render_template("dashboard/import.html", **context)
     limit = current_app.config["MAX_IMPORT_BYTES"]
     request.max_content_length = limit
