@@ -317,6 +317,9 @@ def build_world(app: Flask) -> World:
         note = {"sector": "water", "severity": 4, "note": f"{tag} need note"}
         body = report_body(group["id"], 40, note=f"{tag} note", needs=[note])
         report = world.admin_call("POST", "/api/v1/reports", json=body).get_json()
+        # A second count far from the first: the summary flags this one group.
+        jump = report_body(group["id"], 100, hours_ago(0.5))
+        world.admin_call("POST", "/api/v1/reports", json=jump)
         world.ids[site] = {"site": site, "group": group["id"], "report": report["id"]}
         job = world.admin_call(
             "POST", "/api/v1/reports/import", data=csv_of(world, site), content_type="text/csv"

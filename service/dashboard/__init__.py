@@ -40,7 +40,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from service import handoff
 from service import importing as import_runs
 from service.dashboard import charts
-from service.domain import history
+from service.domain import history, visibility
 from service.domain import imports as importing
 from service.domain import summaries as summaries_domain
 from service.domain.callers import Caller
@@ -196,12 +196,9 @@ def iso(moment: datetime) -> str:
 
 
 def group_labels(document: dict[str, Any], caller: Caller) -> dict[str, str]:
-    """Labels of the groups named in flags, of the sites whose groups the caller sees."""
-    ids = {
-        f["group_id"]
-        for f in document["flags"]
-        if f.get("group_id") and caller.sees_groups_of(f["site_id"])
-    }
+    """Labels of the groups named in flags (in the caller's view of the summary: of the
+    sites whose groups it sees)."""
+    ids = {f["group_id"] for f in document["flags"] if f.get("group_id")}
     if not ids:
         return {}
     rows = db.session.execute(
@@ -213,13 +210,8 @@ def group_labels(document: dict[str, Any], caller: Caller) -> dict[str, str]:
     return {str(group_id): label for group_id, label, site in rows if caller.sees_groups_of(site)}
 
 
-def site_flags(
-    site: dict[str, Any], labels: dict[str, str], caller: Caller
-) -> list[dict[str, Any]]:
-    """A site's flags, one entry per kind, with what it means. A single group's flag
-    carries that group's figures ("jumped from 3 to 12"): its message is shown only to
-    callers who see the site's groups."""
-    sees_groups = caller.sees_groups_of(site["site_id"])
+def site_flags(site: dict[str, Any], labels: dict[str, str]) -> list[dict[str, Any]]:
+    """A site's flags, one entry per kind, with what it means."""
     kinds: dict[str, dict[str, Any]] = {}
     for flag in site["flags"]:
         entry = kinds.setdefault(
@@ -236,9 +228,9 @@ def site_flags(
         if flag.get("group_id"):
             if flag["group_id"] in labels:
                 entry["groups"].append(labels[flag["group_id"]])
-            if sees_groups and len(entry["messages"]) < 3 and flag["code"] != "stale_group":
+            if len(entry["messages"]) < 3 and flag["code"] != "stale_group":
                 entry["messages"].append(flag["message"])
-        else:
+        elif flag["message"] not in entry["messages"]:  # a group's flag, told without it
             entry["messages"].append(flag["message"])
     return list(kinds.values())
 
@@ -288,7 +280,7 @@ def overview() -> Any:
     }
     if summary is None:
         return render_template("dashboard/overview.html", summary=None, **context)
-    document = summary.document or {}
+    document = visibility.summary_seen(summary.document or {}, caller.group_view)
     labels = group_labels(document, caller)
     sites = []
     for site in document["sites"]:
@@ -299,7 +291,7 @@ def overview() -> Any:
                 **site,
                 "last_at": last_at,
                 "age_hours": (summary.as_of - last_at).total_seconds() / 3600 if last_at else None,
-                "flag_kinds": site_flags(site, labels, caller),
+                "flag_kinds": site_flags(site, labels),
             }
         )
     bars = charts.bar_chart([(s["name"], s["people"], s["capacity"]) for s in sites])

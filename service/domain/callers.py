@@ -4,8 +4,8 @@ following an unsubscribe link. Every read and write in the core is checked again
 Who sees what, stated once (README "Who sees what" is its table): everyone with a token
 reads sites and summaries (site-level figures). A site's groups, head counts and their
 notes are seen by admins (all sites) and by coordinators of the sites on their token;
-readers and email recipients see none. `group_sites` and `sees_groups_of` are that rule;
-the API, the dashboard and the exports all ask them.
+readers and email recipients see none. `Caller.group_view` is that rule; the API, the
+dashboard, the summaries' views (service/domain/visibility.py) and the emails ask it.
 """
 
 from __future__ import annotations
@@ -44,18 +44,28 @@ class Caller:
     def can_write_site(self, site_id: str) -> bool:
         return self.holds_site(site_id)
 
-    def sees_groups_of(self, site_id: str) -> bool:
-        """May this caller see the groups, head counts and notes of `site_id`?"""
-        return self.holds_site(site_id)
-
-    def group_sites(self) -> frozenset[str] | None:
-        """The sites whose groups, head counts and notes this caller may see (None: all).
-        A role that sees none (readers) is refused, told what it can read."""
+    @property
+    def group_view(self) -> frozenset[str] | None:
+        """THE rule of who sees what below site level: the sites whose groups, head counts
+        and notes this caller sees. None: every site (admins); a coordinator: the sites
+        on its token; a reader or an email recipient: none."""
         if self.is_admin:
             return None
         if self.role is Role.coordinator:
             return self.site_ids
-        raise Forbidden(READER_READS, title="Not for this role")
+        return frozenset()
+
+    def sees_groups_of(self, site_id: str) -> bool:
+        """May this caller see the groups, head counts and notes of `site_id`?"""
+        view = self.group_view
+        return view is None or site_id in view
+
+    def group_sites(self) -> frozenset[str] | None:
+        """`group_view`, for a request about groups or head counts: a role that sees none
+        (readers) is refused, told what it can read."""
+        if self.role is Role.reader:
+            raise Forbidden(READER_READS, title="Not for this role")
+        return self.group_view
 
     def require_sees_groups_of(self, site_id: str) -> None:
         """Refuse a filter naming a site whose groups this caller may not see (sites are
