@@ -5,7 +5,7 @@ A route or method missing from the table fails the walk, so a new route must be
 classified before it ships. Each request's outcome is one of: allowed (`OK`), not signed
 in (`401`; on the dashboard, the redirect to its sign-in page), `403` or `404`. A refused
 write must leave every table as it was, no answer may be a 500, and no answer may carry
-the label, origin or note of a group the caller may not see.
+the label, origin, note or id of a group the caller may not see.
 
 Columns: anonymous, unknown token, revoked token, admin, a coordinator on a route naming
 one of its own site's ids, a coordinator on another site's ids, a reader. Both
