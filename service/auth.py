@@ -103,3 +103,15 @@ def requires(*roles: Role) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorator
+
+
+def sees_groups(view: F) -> F:
+    """Refuse a caller who sees no site's groups (readers), saying what it can read,
+    before the query is parsed. Which groups it sees is the core's (`Caller.group_sites`)."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        current_caller().group_sites()
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

@@ -28,6 +28,8 @@ from typing import Any
 
 from flask import current_app, render_template
 
+from service.domain import visibility
+from service.domain.callers import RECIPIENT
 from service.domain.deliveries import Letter, NotSent, Sent
 from service.domain.exports import to_csv
 from service.types import utcnow
@@ -180,7 +182,10 @@ def compose(letter: Letter) -> Outgoing:
     summary_id, unsubscribe_url = letter.summary_id, letter.unsubscribe_url
     config = current_app.config
     base = config["PUBLIC_BASE_URL"]
-    context = report_context(document, site_ids, letter.zone)
+    # Recipients see what readers see: no single group's id or figures.
+    context = report_context(
+        visibility.summary_seen(document, RECIPIENT.group_view), site_ids, letter.zone
+    )
     context.update(
         summary_url=f"{base}/api/v1/summaries/{summary_id}",
         csv_url=f"{base}/api/v1/summaries/{summary_id}?format=csv",

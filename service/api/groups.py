@@ -12,7 +12,7 @@ from marshmallow import Schema, fields
 from service.api.fields import SiteId, Text
 from service.api.pagination import QueryPage
 from service.api.parsing import Blueprint
-from service.auth import current_caller, requires
+from service.auth import current_caller, requires, sees_groups
 from service.domain import groups as domain
 from service.domain.counting import current_counts
 from service.extensions import db
@@ -96,17 +96,14 @@ class GroupPage(QueryPage):
 
 @blp.route("")
 class Groups(MethodView):
+    @sees_groups
     @blp.arguments(GroupQueryArgs, location="query")
     @blp.response(200, GroupOut(many=True))
     @blp.paginate(GroupPage, page_size=100, max_page_size=1000)
     def get(self, args: dict[str, Any]) -> Any:
-        """List groups; filter by `site_id` and `status`."""
-        query = db.select(Group).order_by(Group.created_at, Group.id)
-        if "site_id" in args:
-            query = query.where(Group.site_id == args["site_id"])
-        if "status" in args:
-            query = query.where(Group.status == args["status"])
-        return query
+        """List the groups of the sites this token holds (admins: all); filter by `site_id`
+        (one of those sites) and `status`. Readers are refused: they read summaries."""
+        return domain.visible_groups(current_caller(), args.get("site_id"), args.get("status"))
 
     @requires(Role.admin, Role.coordinator)
     @blp.arguments(GroupIn)
@@ -120,10 +117,12 @@ class Groups(MethodView):
 
 @blp.route("/<uuid:group_id>")
 class GroupById(MethodView):
+    @sees_groups
     @blp.response(200, GroupDetailOut)
     def get(self, group_id: uuid.UUID) -> dict[str, Any]:
-        """One group, with its current count and site history."""
-        return with_counts([domain.get_group(group_id)], moves=True)[0]
+        """One group of a site this token holds (admins: any), with its current count and
+        site history. Another site's group is 404, like one that does not exist."""
+        return with_counts([domain.visible_group(current_caller(), group_id)], moves=True)[0]
 
     @requires(Role.admin, Role.coordinator)
     @blp.arguments(GroupPatch)

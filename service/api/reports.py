@@ -18,7 +18,7 @@ from marshmallow import Schema, fields, validate
 from service.api.fields import Count, Moment, SiteId, Text
 from service.api.pagination import QueryPage
 from service.api.parsing import Blueprint
-from service.auth import current_caller, requires
+from service.auth import current_caller, requires, sees_groups
 from service.domain import headcounts
 from service.domain import reports as domain
 from service.domain.errors import DomainError, FieldError, Invalid
@@ -180,22 +180,14 @@ def keyed(report: headcounts.HeadCount, header: str | None) -> headcounts.HeadCo
 
 @blp.route("")
 class Reports(MethodView):
-    @requires(*WRITERS)
+    @sees_groups
     @blp.arguments(ReportQueryArgs, location="query")
     @blp.response(200, ReportOut(many=True))
     @blp.paginate(QueryPage, page_size=100, max_page_size=1000)
     def get(self, args: dict[str, Any]) -> Any:
-        """List head counts, newest observation first (coordinators and admins)."""
-        query = db.select(Report).order_by(Report.observed_at.desc(), Report.id.desc())
-        if "group_id" in args:
-            query = query.where(Report.group_id == args["group_id"])
-        if "site_id" in args:
-            query = query.where(Report.site_id == args["site_id"])
-        if "since" in args:
-            query = query.where(Report.observed_at >= args["since"])
-        if "received_since" in args:
-            query = query.where(Report.received_at >= args["received_since"])
-        return query
+        """List head counts of the sites this token holds (admins: all), newest observation
+        first; `site_id` must be one of those sites."""
+        return domain.visible_reports(current_caller(), **args)
 
     @requires(*WRITERS)
     @blp.arguments(ReportIn)
@@ -220,14 +212,12 @@ class Reports(MethodView):
 
 @blp.route("/<int:report_id>")
 class ReportById(MethodView):
-    @requires(*WRITERS)
+    @sees_groups
     @blp.response(200, ReportOut)
     def get(self, report_id: int) -> Report:
-        """One head count: the one a POST's `Location` names (coordinators and admins)."""
-        report = domain.get_report(report_id)
-        if report is None:
-            raise Problem(404, f"There is no report {report_id}.")
-        return report
+        """One head count: the one a POST's `Location` names (coordinators of its site,
+        admins). Another site's report is 404, like one that does not exist."""
+        return domain.visible_report(current_caller(), report_id)
 
 
 @blp.route("/batch")

@@ -19,6 +19,7 @@ from service.api.pagination import QueryPage
 from service.api.parsing import Blueprint
 from service.auth import current_caller, requires
 from service.domain import summaries as domain
+from service.domain import visibility
 from service.domain.exports import to_csv
 from service.errors import Problem
 from service.extensions import db
@@ -194,7 +195,8 @@ class LatestSummary(MethodView):
         latest = domain.latest_ready_ref()
         if latest is None:
             raise Problem(404, "No summary is ready yet; ask for one with POST /api/v1/summaries.")
-        return represent_ready(latest, chosen_format(args.get("format")), "private, no-cache")
+        fmt = chosen_format(args.get("format"))
+        return represent_ready(latest, fmt, "private, no-cache", current_caller().group_view)
 
 
 @blp.route("/<uuid:summary_id>")
@@ -219,7 +221,8 @@ class SummaryById(MethodView):
             return _state(summary), 200, {"Cache-Control": "no-store"}
         # A ready summary never changes.
         ready = domain.SummaryRef(summary.id, summary.etag or "", summary.as_of)
-        return represent_ready(ready, fmt, "private, max-age=31536000, immutable")
+        cache = "private, max-age=31536000, immutable"
+        return represent_ready(ready, fmt, cache, current_caller().group_view)
 
 
 def chosen_format(explicit: str | None) -> str:
@@ -231,10 +234,18 @@ def chosen_format(explicit: str | None) -> str:
     return next(name for name, mimetype in FORMATS.items() if mimetype == best)
 
 
-def represent_ready(summary: domain.SummaryRef, fmt: str, cache: str) -> Any:
+def represent_ready(
+    summary: domain.SummaryRef, fmt: str, cache: str, view: frozenset[str] | None
+) -> Any:
     """A ready summary as JSON (dumped by SummaryOut), its CSV or HXL export, or 304
-    (the document is read only when it is sent)."""
-    etag = summary.etag if fmt == "json" else f"{summary.etag}-{fmt}"
+    (the document is read only when it is sent). The JSON is as the caller's `view`
+    (`Caller.group_view`) sees it, so each view has its own ETag; the exports carry no
+    group's details and are the same for all."""
+    if fmt == "json":
+        tag = visibility.view_tag(view)
+        etag = f"{summary.etag}-{tag}" if tag else summary.etag
+    else:
+        etag = f"{summary.etag}-{fmt}"
     headers = {
         "ETag": f'"{etag}"',
         "Cache-Control": cache,
@@ -243,7 +254,8 @@ def represent_ready(summary: domain.SummaryRef, fmt: str, cache: str) -> Any:
     if request.if_none_match.contains(etag):
         return Response(status=304, headers=headers)
     if fmt == "json":
-        return Response(json_body(summary.id), mimetype="application/json", headers=headers)
+        body = json_body(summary.id, view)
+        return Response(body, mimetype="application/json", headers=headers)
     suffix = "hxl.csv" if fmt == "hxl" else "csv"
     headers["Content-Disposition"] = (
         f'attachment; filename="summary-{_stamp(summary.as_of)}.{suffix}"'
@@ -252,13 +264,15 @@ def represent_ready(summary: domain.SummaryRef, fmt: str, cache: str) -> Any:
     return Response(to_csv(document, hxl=fmt == "hxl"), mimetype="text/csv", headers=headers)
 
 
-# A ready summary never changes: its JSON answer is kept for the latest few (NGOs poll
-# the latest one; each poll answers the same bytes). Ids are UUIDs: unique across apps.
-@functools.lru_cache(maxsize=16)
-def json_body(summary_id: uuid.UUID) -> bytes:
-    """A ready summary's JSON answer: `SummaryOut` dumps it once, its bytes are reused."""
+# A ready summary never changes: its JSON answer is kept for the latest few, per view
+# (NGOs poll the latest one; each poll answers the same bytes). Ids are UUIDs: unique
+# across apps.
+@functools.lru_cache(maxsize=64)
+def json_body(summary_id: uuid.UUID, view: frozenset[str] | None) -> bytes:
+    """A ready summary's JSON answer as `view` sees it: dumped once, its bytes reused."""
     summary = db.session.get_one(Summary, summary_id)
     document = {**(summary.document or {}), "status": summary.status.value}
+    document = visibility.summary_seen(document, view)
     return current_app.json.dumps(SummaryOut().dump(document)).encode()
 
 

@@ -6,9 +6,11 @@ SECRET_KEY, HttpOnly and SameSite=Lax; every request checks again that the token
 not revoked. Forms carry a CSRF token (Flask-WTF). The overview reloads itself with
 `<meta http-equiv="refresh">` every DASHBOARD_REFRESH_SECONDS.
 
-What each role sees follows the API: everyone sees the summaries (aggregates); a
-reader sees no group labels and no admin actions; coordinators and admins may ask for
-a summary now; admins may upload a CSV of head counts.
+What each role sees follows the API (the rule is `Caller.sees_groups_of`): everyone
+sees the summaries (site-level figures); the labels and figures of single groups named
+in flags are shown to admins, and to coordinators for the sites on their token only,
+never to readers; coordinators and admins may ask for a summary now; admins may upload
+a CSV of head counts.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from service import handoff
 from service import importing as import_runs
 from service.dashboard import charts
-from service.domain import history
+from service.domain import history, visibility
 from service.domain import imports as importing
 from service.domain import summaries as summaries_domain
 from service.domain.callers import Caller
@@ -140,7 +142,7 @@ def safe_next(target: str | None) -> str:
 
 @blp.route("/sign-in", methods=["GET", "POST"])
 def sign_in() -> Any:
-    if request.method == "GET":
+    if request.method != "POST":  # GET, HEAD
         return render_template("dashboard/sign_in.html", next=request.args.get("next"))
     secret = (request.form.get("token") or "").strip()
     caller = caller_for_secret(secret) if secret and len(secret) <= 200 else None
@@ -194,16 +196,18 @@ def iso(moment: datetime) -> str:
 
 
 def group_labels(document: dict[str, Any], caller: Caller) -> dict[str, str]:
-    """Labels of the groups named in flags, for coordinators and admins (not readers)."""
-    if caller.role is Role.reader:
-        return {}
+    """Labels of the groups named in flags (in the caller's view of the summary: of the
+    sites whose groups it sees)."""
     ids = {f["group_id"] for f in document["flags"] if f.get("group_id")}
     if not ids:
         return {}
     rows = db.session.execute(
-        select(Group.id, Group.label).where(Group.id.in_([uuid.UUID(i) for i in ids]))
+        select(Group.id, Group.label, Group.site_id).where(
+            Group.id.in_([uuid.UUID(i) for i in ids])
+        )
     )
-    return {str(group_id): label for group_id, label in rows}
+    # A group moved since the summary: shown only if its site now is one the caller sees.
+    return {str(group_id): label for group_id, label, site in rows if caller.sees_groups_of(site)}
 
 
 def site_flags(site: dict[str, Any], labels: dict[str, str]) -> list[dict[str, Any]]:
@@ -226,7 +230,7 @@ def site_flags(site: dict[str, Any], labels: dict[str, str]) -> list[dict[str, A
                 entry["groups"].append(labels[flag["group_id"]])
             if len(entry["messages"]) < 3 and flag["code"] != "stale_group":
                 entry["messages"].append(flag["message"])
-        else:
+        elif flag["message"] not in entry["messages"]:  # a group's flag, told without it
             entry["messages"].append(flag["message"])
     return list(kinds.values())
 
@@ -276,7 +280,7 @@ def overview() -> Any:
     }
     if summary is None:
         return render_template("dashboard/overview.html", summary=None, **context)
-    document = summary.document or {}
+    document = visibility.summary_seen(summary.document or {}, caller.group_view)
     labels = group_labels(document, caller)
     sites = []
     for site in document["sites"]:
@@ -336,7 +340,7 @@ def import_reports() -> Any:
     caller: Caller = g.caller
     caller.require_role(Role.admin)
     context = {"caller": caller, "columns": importing.COLUMNS, "job": None, "error": None}
-    if request.method == "GET":
+    if request.method != "POST":  # GET, HEAD
         return render_template("dashboard/import.html", **context)
     limit = current_app.config["MAX_IMPORT_BYTES"]
     request.max_content_length = limit

@@ -1,5 +1,12 @@
 """Who is acting: a token's holder, the operator at the command line, or a recipient
-following an unsubscribe link. Every write in the core is checked against one."""
+following an unsubscribe link. Every read and write in the core is checked against one.
+
+Who sees what, stated once (README "Who sees what" is its table): everyone with a token
+reads sites and summaries (site-level figures). A site's groups, head counts and their
+notes are seen by admins (all sites) and by coordinators of the sites on their token;
+readers and email recipients see none. `Caller.group_view` is that rule; the API, the
+dashboard, the summaries' views (service/domain/visibility.py) and the emails ask it.
+"""
 
 from __future__ import annotations
 
@@ -30,8 +37,45 @@ class Caller:
                 + "."
             )
 
-    def can_write_site(self, site_id: str) -> bool:
+    def holds_site(self, site_id: str) -> bool:
+        """The caller answers for this site: an admin, or a coordinator it names."""
         return self.is_admin or (self.role is Role.coordinator and site_id in self.site_ids)
+
+    def can_write_site(self, site_id: str) -> bool:
+        return self.holds_site(site_id)
+
+    @property
+    def group_view(self) -> frozenset[str] | None:
+        """THE rule of who sees what below site level: the sites whose groups, head counts
+        and notes this caller sees. None: every site (admins); a coordinator: the sites
+        on its token; a reader or an email recipient: none."""
+        if self.is_admin:
+            return None
+        if self.role is Role.coordinator:
+            return self.site_ids
+        return frozenset()
+
+    def sees_groups_of(self, site_id: str) -> bool:
+        """May this caller see the groups, head counts and notes of `site_id`?"""
+        view = self.group_view
+        return view is None or site_id in view
+
+    def group_sites(self) -> frozenset[str] | None:
+        """`group_view`, for a request about groups or head counts: a role that sees none
+        (readers) is refused, told what it can read."""
+        if self.role is Role.reader:
+            raise Forbidden(READER_READS, title="Not for this role")
+        return self.group_view
+
+    def require_sees_groups_of(self, site_id: str) -> None:
+        """Refuse a filter naming a site whose groups this caller may not see (sites are
+        public, so saying so gives nothing away)."""
+        if self.group_sites() is not None and not self.sees_groups_of(site_id):
+            raise Forbidden(
+                f"This token sees the groups and head counts of "
+                f"{_listed(self.site_ids)} only, not of '{site_id}'.",
+                title="Not for this token",
+            )
 
     def require_site(self, site_id: str) -> None:
         self.require_role(Role.admin, Role.coordinator)
@@ -40,6 +84,17 @@ class Caller:
                 f"This token may not write for site '{site_id}'. Ask the coordination lead for "
                 "a token that names it."
             )
+
+
+READER_READS = (
+    "A reader token reads sites (/api/v1/sites) and situation summaries "
+    "(/api/v1/summaries) with site-level figures. Groups, head counts and their notes "
+    "are for coordinators of their sites and admins."
+)
+
+
+def _listed(site_ids: frozenset[str]) -> str:
+    return ", ".join(f"'{s}'" for s in sorted(site_ids)) if site_ids else "no site"
 
 
 OPERATOR = Caller(token_id=None, name="operator (command line)", role=Role.admin)

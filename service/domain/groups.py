@@ -6,11 +6,13 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Select, false, select
+
 from service.domain import audit
 from service.domain.callers import Caller
 from service.domain.errors import FieldError, Invalid, NotFound
 from service.extensions import db
-from service.models import Group, GroupMove, GroupStatusChange, Site
+from service.models import Group, GroupMove, GroupStatus, GroupStatusChange, Role, Site
 
 
 def group_state(group: Group) -> dict[str, Any]:
@@ -23,11 +25,30 @@ def group_state(group: Group) -> dict[str, Any]:
     }
 
 
-def get_group(group_id: uuid.UUID) -> Group:
+def visible_group(caller: Caller, group_id: uuid.UUID) -> Group:
+    """A group this caller may see. Another site's group is "not there" (404), the same
+    answer as an id that names nothing, so its id is not confirmed."""
+    caller.group_sites()  # readers: refused for their role first
     group = db.session.get(Group, group_id)
-    if group is None:
+    if group is None or not caller.sees_groups_of(group.site_id):
         raise NotFound(f"There is no group '{group_id}'.")
     return group
+
+
+def visible_groups(
+    caller: Caller, site_id: str | None = None, status: GroupStatus | None = None
+) -> Select[tuple[Group]]:
+    """The groups this caller may see, oldest first; a `site_id` it may not see is refused."""
+    sites = caller.group_sites()
+    query = select(Group).order_by(Group.created_at, Group.id)
+    if site_id is not None:
+        caller.require_sees_groups_of(site_id)
+        query = query.where(Group.site_id == site_id)
+    if sites is not None:
+        query = query.where(Group.site_id.in_(sites) if sites else false())
+    if status is not None:
+        query = query.where(Group.status == status)
+    return query
 
 
 def _existing_active_site(site_id: str) -> Site:
@@ -59,12 +80,13 @@ def update_group(
 ) -> Group:
     """Change a group; a new `site_id` is a move, kept in the group's history.
 
-    A coordinator must hold the group's current site, and for a move the destination
-    too: nobody writes into a site their token does not name. `at` dates the move or
+    A coordinator must hold the group's current site (another site's group is not
+    found, as when reading it), and for a move the destination too: nobody writes into
+    a site their token does not name. `at` dates the move or
     status change (default: now); the demo's replay uses it to record history.
     """
-    group = get_group(group_id)
-    caller.require_site(group.site_id)
+    caller.require_role(Role.admin, Role.coordinator)
+    group = visible_group(caller, group_id)
     before = group_state(group)
     new_site = changes.pop("site_id", group.site_id)
     if new_site != group.site_id:

@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Select, false, select
 
 from service.domain.callers import Caller
-from service.domain.errors import DomainError, FieldError, InProgress, Invalid
+from service.domain.errors import DomainError, FieldError, InProgress, Invalid, NotFound
 from service.domain.headcounts import HeadCount, Need
 from service.domain.writer import Found, Written, first_of_each_key, for_session
 from service.extensions import db
@@ -167,6 +167,38 @@ def _reports(ids: set[int]) -> dict[int, Report]:
     return {report.id: report for report in found}
 
 
-def get_report(report_id: int) -> Report | None:
+def visible_report(caller: Caller, report_id: int) -> Report:
+    """A head count this caller may see (with its notes). Another site's report is "not
+    there" (404), the same answer as an id that names nothing, so its id is not confirmed."""
+    caller.group_sites()  # readers: refused for their role first
     # Report ids are 32-bit; PostgreSQL refuses to compare one with a larger number.
-    return db.session.get(Report, report_id) if 0 < report_id < 2**31 else None
+    report = db.session.get(Report, report_id) if 0 < report_id < 2**31 else None
+    if report is None or not caller.sees_groups_of(report.site_id):
+        raise NotFound(f"There is no report {report_id}.")
+    return report
+
+
+def visible_reports(
+    caller: Caller,
+    *,
+    group_id: uuid.UUID | None = None,
+    site_id: str | None = None,
+    since: datetime | None = None,
+    received_since: datetime | None = None,
+) -> Select[tuple[Report]]:
+    """The head counts this caller may see, newest observation first. A `site_id` it may
+    not see is refused; another site's `group_id` finds nothing (not confirmed)."""
+    sites = caller.group_sites()
+    query = select(Report).order_by(Report.observed_at.desc(), Report.id.desc())
+    if site_id is not None:
+        caller.require_sees_groups_of(site_id)
+        query = query.where(Report.site_id == site_id)
+    if sites is not None:
+        query = query.where(Report.site_id.in_(sites) if sites else false())
+    if group_id is not None:
+        query = query.where(Report.group_id == group_id)
+    if since is not None:
+        query = query.where(Report.observed_at >= since)
+    if received_since is not None:
+        query = query.where(Report.received_at >= received_since)
+    return query
