@@ -22,6 +22,7 @@ from service.domain.callers import Caller
 from service.domain.tokens import caller_for_secret, hash_token
 from service.errors import Problem
 from service.models import Role
+from service.sqlite import looking_up
 
 F = TypeVar("F", bound=Callable[..., Any])
 # Paths under /api/v1 anyone may read: the interactive docs and the document they load.
@@ -49,7 +50,8 @@ def authenticate() -> None:
     recent: _RecentCallers | None = current_app.extensions["recent_callers"]
     caller = recent.get(secret) if recent is not None and request.method in READS else None
     if caller is None:
-        caller = caller_for_secret(secret)
+        with looking_up():
+            caller = caller_for_secret(secret)
         if recent is not None:
             recent.keep(secret, caller)
     if caller is None:

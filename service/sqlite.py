@@ -1,0 +1,77 @@
+"""SQLite's one writer, shared so that nobody waits for what they do not need.
+
+SQLite (the embedded default) lets one connection write at a time; in WAL mode readers
+never wait for it. So:
+
+- A request that only reads (GET, HEAD) runs in deferred transactions: it takes no lock,
+  and a long write (an import's chunk, a summary being stored) does not hold it up.
+- A request that writes looks its caller up first in a deferred read, which then ends;
+  its own transaction takes the write lock at its first statement (BEGIN IMMEDIATE), so
+  two writers queue on the busy timeout instead of one failing when its read turns into
+  a write (SQLITE_BUSY_SNAPSHOT). No lock is held while its body is still arriving: a
+  slow upload keeps nobody waiting.
+- Outside a request (workers, the scheduler, the command line) every transaction takes
+  the write lock up front, as before.
+
+How long a transaction waits for the lock: a request briefly (then 503 with
+Retry-After, through `availability.database_away`: the client tries again), a worker
+longer (its work is queued, and nobody waits on the line for it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from flask import current_app, g, has_request_context, request
+from sqlalchemy import event
+
+from service.extensions import db
+
+READS = ("GET", "HEAD", "OPTIONS")
+
+
+def tune(engine: Any, request_busy_seconds: float, worker_busy_seconds: float) -> None:
+    """WAL, foreign keys on, and each transaction begun as described above."""
+    waits = {True: int(request_busy_seconds * 1000), False: int(worker_busy_seconds * 1000)}
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        in_request = has_request_context()
+        wait = waits[in_request]
+        # A pooled connection serves requests and (in tests) workers in turn.
+        if connection.info.get("busy_timeout") != wait:
+            connection.exec_driver_sql(f"PRAGMA busy_timeout={wait}")
+            connection.info["busy_timeout"] = wait
+        reading = in_request and (request.method in READS or g.get("looking_up", False))
+        connection.exec_driver_sql("BEGIN DEFERRED" if reading else "BEGIN IMMEDIATE")
+
+
+def on_sqlite() -> bool:
+    return bool(current_app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"))
+
+
+@contextmanager
+def looking_up() -> Iterator[None]:
+    """Around a request's look-up of its caller: on SQLite, in a write request, the look-up
+    is a read that takes no lock, and it ends with the block (nothing was written), so the
+    request's writes take the lock only when they start."""
+    if request.method in READS or not on_sqlite():
+        yield
+        return
+    g.looking_up = True
+    try:
+        yield
+    finally:
+        g.looking_up = False
+        db.session.rollback()
