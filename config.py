@@ -106,6 +106,9 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "SQLITE_WORKER_BUSY_TIMEOUT_SECONDS": _float(
             env, "SQLITE_WORKER_BUSY_TIMEOUT_SECONDS", 30.0
         ),
+        # /readyz says not ready when the disk of the embedded database (or broker) has
+        # less free than this: writes fail there first (answered 503).
+        "DISK_MIN_FREE_MB": _int(env, "DISK_MIN_FREE_MB", 32),
         "REPORTS_BATCH_LIMIT": 500,
         # Field devices' clocks drift; a report a little "in the future" is still refused
         # beyond this tolerance.
