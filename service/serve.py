@@ -100,8 +100,9 @@ def serve(port: int | None) -> None:
 
 
 # A part that stops within this many seconds of serve starting it the first time
-# could not start: serve stops rather than retry what needs a person.
-FIRST_START_SECONDS = 5.0
+# could not start (gunicorn gives up on a port in use after about 5 s): serve stops
+# rather than retry what needs a person.
+FIRST_START_SECONDS = 10.0
 # A part that ran this long before it stopped is started again after the shortest pause.
 STEADY_SECONDS = 60.0
 RESTART_PAUSES = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0)

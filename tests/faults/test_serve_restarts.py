@@ -14,18 +14,24 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from tests.backends import on_services
+
+# The supervisor is the same whatever the backend: it runs on the embedded pass only.
+pytestmark = pytest.mark.skipif(on_services(), reason="backend-independent: embedded pass")
+
 SUPERVISOR = """
 import sys
 from service import serve
-serve.FIRST_START_SECONDS = 0.5
-serve.RESTART_PAUSES = (0.2,)
+serve.RESTART_PAUSES = (0.1,)
 python = sys.executable
-parts = {
-    "web": [python, "-c", "import time; time.sleep(120)"],
-    "worker": [python, "-c", "import time; time.sleep(1); raise SystemExit(3)"],
-}
+parts = {"web": [python, "-c", "import time; time.sleep(120)"]}
 if sys.argv[1] == "broken":
     parts["beat"] = [python, "-c", "raise SystemExit(2)"]
+else:
+    serve.FIRST_START_SECONDS = 0.3
+    parts["worker"] = [python, "-c", "import time; time.sleep(0.6); raise SystemExit(3)"]
 sys.exit(serve.supervise(parts, {}))
 """
 
