@@ -115,9 +115,16 @@ def _reads_answer_promptly(run: Running, browser: requests.Session) -> None:
 
 
 @embedded_only
-def test_reads_go_on_and_writes_are_told_quickly_while_another_writer_holds_the_lock(
-    running: Running, database_url: str
-):
+def test_one_writer_at_a_time_keeps_nobody_waiting(running: Running, database_url: str):
+    """One gunicorn for both (a server's start is most of the time): a write holding
+    the lock, then uploads whose files arrive slowly."""
+    _while_another_writer_holds_the_lock(running, database_url)
+    _while_uploads_arrive_slowly(running)
+
+
+def _while_another_writer_holds_the_lock(running: Running, database_url: str) -> None:
+    """Reads answer at once; a write is told to come back (503) within seconds, stores
+    nothing, and is stored once when sent again."""
     browser = _signed_in(running, "reader")
     body = report_body(running.group_id, 30, client_id=str(uuid.uuid4()))
     holder = sqlite3.connect(_sqlite_file(database_url), isolation_level=None)
@@ -167,8 +174,7 @@ class SlowUpload:
             self.sock.close()
 
 
-@embedded_only
-def test_a_slow_upload_holds_no_lock_while_its_file_arrives(running: Running):
+def _while_uploads_arrive_slowly(running: Running) -> None:
     """An admin's upload on a slow link, through the API and the dashboard: the file
     takes its time to arrive, and nobody waits for it, readers or writers."""
     browser = _signed_in(running, "reader")
