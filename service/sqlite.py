@@ -31,7 +31,8 @@ from sqlalchemy import event
 
 from service.extensions import db
 
-READS = ("GET", "HEAD", "OPTIONS")
+# The requests that only read (the token cache's rule too: service/auth.py).
+READS = ("GET", "HEAD")
 
 
 def tune(engine: Any, request_busy_seconds: float, worker_busy_seconds: float) -> None:
