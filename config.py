@@ -141,6 +141,16 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "CELERY_VISIBILITY_TIMEOUT": _int(env, "CELERY_VISIBILITY_TIMEOUT", 3600),
         "CELERY_KEY_PREFIX": env.get("CELERY_KEY_PREFIX") or "",
         "MAX_CONTENT_LENGTH": _int(env, "MAX_BODY_BYTES", 1024 * 1024),
+        # SQLite (the embedded default) has one writer at a time: how long a request
+        # waits for it before it is answered 503 with Retry-After (the client tries
+        # again), and how long a worker's transaction waits (nobody waits on the line).
+        "SQLITE_BUSY_TIMEOUT_SECONDS": _float(env, "SQLITE_BUSY_TIMEOUT_SECONDS", 5.0),
+        "SQLITE_WORKER_BUSY_TIMEOUT_SECONDS": _float(
+            env, "SQLITE_WORKER_BUSY_TIMEOUT_SECONDS", 30.0
+        ),
+        # /readyz says not ready when the disk of the embedded database (or broker) has
+        # less free than this: writes fail there first (answered 503).
+        "DISK_MIN_FREE_MB": _int(env, "DISK_MIN_FREE_MB", 32),
         "REPORTS_BATCH_LIMIT": 500,
         # Field devices' clocks drift; a report a little "in the future" is still refused
         # beyond this tolerance.

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, g, request, send_from_directory
-from sqlalchemy import event
 
 import config as settings
+from service import sqlite
 from service.extensions import csrf, db, migrate
 from service.logs import configure_logging
 
@@ -63,7 +63,11 @@ def register_extensions(app: Flask) -> None:
     db.init_app(app)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
-            _tune_sqlite(db.engine)
+            sqlite.tune(
+                db.engine,
+                app.config["SQLITE_BUSY_TIMEOUT_SECONDS"],
+                app.config["SQLITE_WORKER_BUSY_TIMEOUT_SECONDS"],
+            )
     # Batch mode: SQLite can only ALTER a table by copying it.
     migrate.init_app(
         app,
@@ -94,32 +98,12 @@ def register_dashboard(app: Flask) -> None:
             csrf.exempt(blueprint)
 
 
-def _tune_sqlite(engine: Any) -> None:
-    """WAL so readers never wait for the writer; foreign keys on; and every transaction
-    takes the write lock up front (BEGIN IMMEDIATE), so two writers queue on the busy
-    timeout instead of failing when a read transaction tries to become a write."""
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
 def _reads_without_a_transaction() -> None:
     """An API read (GET) on PostgreSQL runs its queries in autocommit: each sees what is
     committed, and there is no transaction to begin or roll back (two round trips a
     request fewer; NGOs poll). Writes keep theirs. Summaries are immutable and a page of
-    a list is one query, so reads lose nothing by it. (On SQLite every transaction takes
-    the write lock first; how reads should run there is for the reliability work.)"""
+    a list is one query, so reads lose nothing by it. (SQLite's reads take no lock
+    either: see service/sqlite.py.)"""
     if request.method in ("GET", "HEAD") and request.path.startswith("/api/v1/"):
         if db.engine.dialect.name == "postgresql":
             db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})

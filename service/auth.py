@@ -22,12 +22,12 @@ from service.domain.callers import Caller
 from service.domain.tokens import caller_for_secret, hash_token
 from service.errors import Problem
 from service.models import Role
+from service.sqlite import READS, looking_up
 
 F = TypeVar("F", bound=Callable[..., Any])
 # Paths under /api/v1 anyone may read: the interactive docs and the document they load.
 PUBLIC_API_PATHS = frozenset({"/api/v1/openapi.json", "/api/v1/docs"})
 PUBLIC_API_PREFIX = "/api/v1/docs/"  # the docs' own scripts and styles
-READS = ("GET", "HEAD")
 
 
 def _unauthorized(detail: str) -> Problem:
@@ -49,7 +49,8 @@ def authenticate() -> None:
     recent: _RecentCallers | None = current_app.extensions["recent_callers"]
     caller = recent.get(secret) if recent is not None and request.method in READS else None
     if caller is None:
-        caller = caller_for_secret(secret)
+        with looking_up():
+            caller = caller_for_secret(secret)
         if recent is not None:
             recent.keep(secret, caller)
     if caller is None:

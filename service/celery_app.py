@@ -8,6 +8,7 @@ from celery import Celery, Task
 from celery.schedules import crontab
 from flask import Flask
 
+from service import broker as broker_transport
 from service import handoff
 from service.domain.settings import TASK_TIME_LIMIT_SECONDS
 
@@ -53,6 +54,9 @@ def celery_settings(app: Flask) -> dict[str, object]:
         #   stored its work in the database, and the sweep below hands it out later.
         "broker_connection_timeout": 3,
         "broker_connection_retry_on_startup": True,
+        # - a worker never gives up on its broker (a disk full for an hour, Redis
+        #   restarting): it keeps reconnecting, backing off, and resumes by itself.
+        "broker_connection_max_retries": None,
         "task_publish_retry_policy": {
             "max_retries": 2,
             "interval_start": 0,
@@ -77,8 +81,11 @@ def celery_settings(app: Flask) -> dict[str, object]:
         "beat_schedule_filename": str(instance / "celerybeat-schedule"),
     }
     if broker.startswith("sqla+"):
-        # kombu's SQLAlchemy transport hands these to create_engine; it has no visibility
-        # timeout (a task a dead worker held is found again by the sweep instead).
+        # kombu's SQLAlchemy transport, with channels that survive a failed write (a full
+        # disk) instead of leaking a connection per reconnect: service/broker.py.
+        broker_transport.use_for_sqla_urls()
+        # It hands these to create_engine; it has no visibility timeout (a task a dead
+        # worker held is found again by the sweep instead).
         settings["broker_transport_options"] = {"connect_args": {"timeout": 30}}
         if broker.startswith("sqla+sqlite:///"):
             Path(broker.removeprefix("sqla+sqlite:///")).parent.mkdir(parents=True, exist_ok=True)

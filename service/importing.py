@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 from sqlalchemy.exc import OperationalError
 
-from service import handoff
+from service import handoff, sqlite
 from service.domain import imports
 from service.domain.callers import Caller
 from service.domain.imports import jobs
@@ -81,6 +81,7 @@ def run_import(
         nonlocal errors_written
         jobs.progress(job_id, result, with_errors=len(result.errors) != errors_written)
         db.session.commit()
+        sqlite.give_writers_a_turn()
         errors_written = len(result.errors)
         if on_progress:
             on_progress(result)

@@ -1,8 +1,13 @@
 """`needs-tracker serve`: the whole service on one machine, under one command.
 
 Each part runs as its own process, started with the same commands docker-compose
-runs, so what a new user runs is what production runs. If any part stops, serve
-stops the others and exits non-zero: nothing is restarted silently.
+runs, so what a new user runs is what production runs. A part that stops once it has
+run is started again, as compose's `restart: unless-stopped` would, never silently:
+each stop and each start is said on stderr, and the restarts back off (1 s, doubling,
+up to a minute) while it keeps stopping. A disk that was full, a database that was
+away: once they are back, every part is running again without anyone's help. A part
+that cannot start at all (it stops within its first seconds the first time: a port in
+use, a bad setting) stops serve, with every other part, and a non-zero exit.
 """
 
 from __future__ import annotations
@@ -94,8 +99,73 @@ def serve(port: int | None) -> None:
     sys.exit(supervise(parts, env))
 
 
-def supervise(parts: dict[str, list[str]], env: dict[str, str]) -> int:
-    processes = {name: subprocess.Popen(cmd, env=env) for name, cmd in parts.items()}
+# A part that stops within this many seconds of serve starting it the first time
+# could not start (gunicorn gives up on a port in use after about 5 s): serve stops
+# rather than retry what needs a person.
+FIRST_START_SECONDS = 10.0
+# A part that ran this long before it stopped is started again after the shortest pause.
+STEADY_SECONDS = 60.0
+RESTART_PAUSES = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0)
+
+
+class Part:
+    """One of serve's processes, started again when it stops."""
+
+    def __init__(self, name: str, command: list[str], env: dict[str, str]) -> None:
+        self.name, self.command, self.env = name, command, env
+        self.starts = 0
+        self.quick_stops = 0
+        self.restart_at: float | None = None
+        self.process = self._start()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        self.starts += 1
+        self.started_at = time.monotonic()
+        return subprocess.Popen(self.command, env=self.env)
+
+    def check(self) -> int | None:
+        """None while all is well; the exit code when the part could not start at all.
+        A part that stopped is given a moment, then started again."""
+        now = time.monotonic()
+        if self.restart_at is not None:
+            if now >= self.restart_at:
+                self.restart_at = None
+                click.echo(
+                    f"serve: starting {self.name} again (start {self.starts + 1}).", err=True
+                )
+                self.process = self._start()
+            return None
+        code = self.process.poll()
+        if code is None:
+            return None
+        ran = now - self.started_at
+        if self.starts == 1 and ran < FIRST_START_SECONDS:
+            click.echo(f"serve: {self.name} could not start (exit {code}).", err=True)
+            return code or 1
+        self.quick_stops = 0 if ran >= STEADY_SECONDS else self.quick_stops + 1
+        pause = RESTART_PAUSES[min(self.quick_stops, len(RESTART_PAUSES) - 1)]
+        click.echo(
+            f"serve: {self.name} stopped (exit {code}) after {ran:.0f} s; "
+            f"starting it again in {pause:.0f} s.",
+            err=True,
+        )
+        self.restart_at = now + pause
+        return None
+
+    def stop(self) -> None:
+        if self.restart_at is None and self.process.poll() is None:
+            self.process.terminate()
+
+    def wait(self, deadline: float) -> None:
+        try:
+            self.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def supervise(commands: dict[str, list[str]], env: dict[str, str]) -> int:
+    """Run the parts until Ctrl-C (exit 0) or one cannot start (its exit code)."""
+    parts = [Part(name, command, env) for name, command in commands.items()]
     stopping = False
 
     def stop(_signum: int, _frame: object) -> None:
@@ -106,21 +176,17 @@ def supervise(parts: dict[str, list[str]], env: dict[str, str]) -> int:
     signal.signal(signal.SIGTERM, stop)
     exit_code = 0
     while not stopping:
-        for name, process in processes.items():
-            code = process.poll()
+        for part in parts:
+            code = part.check()
             if code is not None:
-                click.echo(f"{name} stopped (exit {code}); stopping the rest.", err=True)
-                exit_code = code or 1
+                click.echo("serve: stopping the rest.", err=True)
+                exit_code = code
                 stopping = True
                 break
         time.sleep(0.2)
-    for process in processes.values():
-        if process.poll() is None:
-            process.terminate()
+    for part in parts:
+        part.stop()
     deadline = time.monotonic() + 15
-    for process in processes.values():
-        try:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            process.kill()
+    for part in parts:
+        part.wait(deadline)
     return exit_code

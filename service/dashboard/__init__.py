@@ -50,6 +50,7 @@ from service.domain.tokens import caller_for_secret, caller_for_token
 from service.errors import Problem, status_of, status_title
 from service.extensions import csrf, db
 from service.models import Group, ImportStatus, Role, Summary, SummaryStatus
+from service.sqlite import looking_up
 
 blp = Blueprint("dashboard", __name__)
 
@@ -83,7 +84,8 @@ def signed_in_caller() -> Caller | None:
     token_id = session.get("token_id")
     if not isinstance(token_id, int):
         return None
-    return caller_for_token(token_id)
+    with looking_up():
+        return caller_for_token(token_id)
 
 
 @blp.before_request
@@ -145,7 +147,10 @@ def sign_in() -> Any:
     if request.method != "POST":  # GET, HEAD
         return render_template("dashboard/sign_in.html", next=request.args.get("next"))
     secret = (request.form.get("token") or "").strip()
-    caller = caller_for_secret(secret) if secret and len(secret) <= 200 else None
+    caller = None
+    if secret and len(secret) <= 200:
+        with looking_up():
+            caller = caller_for_secret(secret)
     if caller is None:
         return render_template(
             "dashboard/sign_in.html",

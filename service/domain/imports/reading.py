@@ -15,6 +15,11 @@ from service.domain.headcounts import CELLS as COLUMNS
 from service.domain.headcounts import GROUP_CELLS as GROUP_COLUMNS
 
 REQUIRED_COLUMNS = ("observed_at", "total")
+_KNOWN = frozenset(COLUMNS)
+# What a header may be: every column there is fits many times over (about 300
+# characters). A header beyond is refused at once, whole, without reading it further.
+MAX_HEADER_COLUMNS = 100
+MAX_HEADER_CHARACTERS = 4096
 
 
 class ImportFileError(Invalid):
@@ -88,7 +93,14 @@ class CsvSource:
             text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
             number = 0
             try:
-                header_line = text.readline()
+                header_line = text.readline(MAX_HEADER_CHARACTERS + 1)
+                if len(header_line) > MAX_HEADER_CHARACTERS:
+                    raise ImportFileError(
+                        f"The header row is longer than {MAX_HEADER_CHARACTERS:,} characters: "
+                        "this is not a header of this import. The columns are: "
+                        + ", ".join(COLUMNS)
+                        + "."
+                    )
                 if not header_line.strip():
                     raise ImportFileError("The file has no header row.")
                 self.delimiter = ";" if "," not in header_line and ";" in header_line else ","
@@ -111,14 +123,20 @@ class CsvSource:
 
 
 def _check_header(cells: list[str]) -> list[str]:
+    """The header's column names, or why it does not fit (in one pass over it)."""
+    if len(cells) > MAX_HEADER_COLUMNS:
+        raise ImportFileError(
+            f"The header row has {len(cells):,} columns; at most {MAX_HEADER_COLUMNS} "
+            "columns are read. The columns are: " + ", ".join(COLUMNS) + "."
+        )
     header = [cell.strip().lower() for cell in cells]
-    unknown = [name for name in header if name and name not in COLUMNS]
+    unknown = [name for name in header if name and name not in _KNOWN]
     named = Counter(header)
     duplicates = sorted(name for name, times in named.items() if name and times > 1)
-    missing = [name for name in REQUIRED_COLUMNS if name not in header]
-    if not any(name in header for name in GROUP_COLUMNS):
+    missing = [name for name in REQUIRED_COLUMNS if name not in named]
+    if not any(name in named for name in GROUP_COLUMNS):
         missing.append("group_id or group_label")
-    if "group_label" in header and "site_id" not in header:
+    if "group_label" in named and "site_id" not in named:
         missing.append("site_id")
     if missing or unknown:
         parts = []
@@ -137,6 +155,6 @@ def _check_header(cells: list[str]) -> list[str]:
         )
     if duplicates:
         raise ImportFileError("Columns named twice: " + ", ".join(duplicates) + ".")
-    if "" in header:
+    if "" in named:
         raise ImportFileError("Every column needs a name in the header row.")
     return header

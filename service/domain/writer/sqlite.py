@@ -1,9 +1,9 @@
 """The writer on SQLite: executemany, with the report ids assigned here.
 
-Every SQLite transaction takes the write lock when it begins (BEGIN IMMEDIATE, see
-service/__init__.py), so nothing else writes between the look-ups and the inserts: a
-key found free is still free when its report goes in, and the next ids are the
-largest one plus one, in the order of the rows.
+Every SQLite transaction that may write takes the write lock when it begins (BEGIN
+IMMEDIATE, see service/sqlite.py), so nothing else writes between the look-ups and the
+inserts: a key found free is still free when its report goes in, and the next ids are
+the largest one plus one, in the order of the rows.
 """
 
 from __future__ import annotations
