@@ -25,6 +25,7 @@ from service.domain.errors import DomainError, FieldError, Invalid
 from service.errors import Problem, ProblemOut, domain_problem, status_of
 from service.extensions import db
 from service.models import NEEDS_SECTORS, Report, Role
+from service.openapi import CONFLICT
 
 blp = Blueprint("reports", __name__, url_prefix="/api/v1/reports", description="Head counts")
 
@@ -206,6 +207,7 @@ class Reports(MethodView):
         description="A resend (the same key and body): the report as it was first stored, "
         "with `Idempotent-Replayed: true`. Nothing new is stored.",
     )
+    @blp.alt_response(409, response=CONFLICT)  # the same key is in flight
     def post(self, report: headcounts.HeadCount) -> Any:
         """Submit one head count. Send an `Idempotency-Key` so a resend stores nothing new."""
         (answer,) = domain.submit(current_caller(), [keyed(report, header_key())])

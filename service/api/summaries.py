@@ -23,6 +23,7 @@ from service.domain.exports import to_csv
 from service.errors import Problem
 from service.extensions import db
 from service.models import Role, Summary, SummaryStatus
+from service.openapi import CONFLICT
 
 blp = Blueprint(
     "summaries", __name__, url_prefix="/api/v1/summaries", description="Situation summaries"
@@ -203,6 +204,7 @@ class SummaryById(MethodView):
     @blp.response(200, SummaryOut)
     @blp.alt_response(200, **EXPORTS)
     @blp.alt_response(304, description="Not modified: the `ETag` sent is still current.")
+    @blp.alt_response(409, response=CONFLICT)  # CSV or HXL of a summary not ready
     def get(self, args: dict[str, Any], summary_id: uuid.UUID) -> Any:
         """One summary: its state while pending, its document when ready."""
         summary = db.session.get(Summary, summary_id, options=[defer(Summary.document)])
