@@ -40,5 +40,27 @@ def test_the_document_states_the_contracts_clients_build_on(client, auth):
     assert set(summary["200"]["content"]) == {"application/json", "text/csv"}
     fields = spec["components"]["schemas"]["SummaryOut"]["properties"]
     assert {"previous_as_of", "standards", "totals", "sites", "flags"} <= set(fields)
-    default = spec["components"]["responses"]["DEFAULT_ERROR"]["content"]
-    assert set(default) == {"application/problem+json"}
+
+
+def test_every_operation_lists_its_errors_and_no_catch_all(client):
+    """Errors are documented by status, as problem+json, with no `default` that would let
+    any status pass: a client and schemathesis can hold an operation to its list."""
+    spec = client.get("/api/v1/openapi.json").get_json()
+    components = spec["components"]["responses"]
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            responses = operation["responses"]
+            assert "default" not in responses, (method, path)
+            assert {"401", "403", "429", "503"} <= set(responses), (method, path)
+            if "{" in path:
+                assert "404" in responses, (method, path)
+            if "requestBody" in operation:
+                assert {"400", "413", "415", "422"} <= set(responses), (method, path)
+            for status, response in responses.items():
+                if status.startswith(("4", "5")):
+                    name = response["$ref"].rpartition("/")[2]
+                    assert set(components[name]["content"]) == {"application/problem+json"}
+    for status in ("TOO_MANY_REQUESTS", "SERVICE_UNAVAILABLE"):
+        assert "Retry-After" in components[status]["headers"]
