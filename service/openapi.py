@@ -55,6 +55,8 @@ ERRORS: dict[int, dict[str, Any]] = {
 
 # What an operation that can answer 409 names: `@blp.alt_response(409, response=CONFLICT)`.
 CONFLICT = http.HTTPStatus.CONFLICT.name
+# ... and 404 where no id is in its path (`GET /summaries/latest` before any is ready).
+NOT_FOUND = http.HTTPStatus.NOT_FOUND.name
 
 # Any call can be unauthenticated, refused, over a limit, or come while the database is down.
 EVERY_OPERATION = (401, 403, 429, 503)

@@ -23,7 +23,7 @@ from service.domain.exports import to_csv
 from service.errors import Problem
 from service.extensions import db
 from service.models import Role, Summary, SummaryStatus
-from service.openapi import CONFLICT
+from service.openapi import CONFLICT, NOT_FOUND
 
 blp = Blueprint(
     "summaries", __name__, url_prefix="/api/v1/summaries", description="Situation summaries"
@@ -190,6 +190,7 @@ class LatestSummary(MethodView):
     @blp.response(200, SummaryOut)
     @blp.alt_response(200, **EXPORTS)
     @blp.alt_response(304, description="Not modified: the `ETag` sent is still the latest's.")
+    @blp.alt_response(404, response=NOT_FOUND)  # none is ready yet
     def get(self, args: dict[str, Any]) -> Any:
         """The newest ready summary by `as_of`. `?format=json|csv|hxl`, ETag for cheap polling."""
         latest = domain.latest_ready_ref()
