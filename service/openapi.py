@@ -10,7 +10,8 @@ client (and schemathesis) can rely on an operation answering only the statuses l
 from __future__ import annotations
 
 import http
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from apispec import BasePlugin
 from flask import Response
@@ -21,6 +22,7 @@ from werkzeug.exceptions import HTTPException
 
 from service.errors import PROBLEM_JSON, ProblemOut, handle_http_exception
 
+F = TypeVar("F", bound=Callable[..., Any])
 RETRY_AFTER = {
     "description": "Seconds to wait before trying again.",
     "schema": {"type": "integer", "minimum": 0},
@@ -66,6 +68,18 @@ WITH_PATH_IDS = (404,)
 WITH_BODY = (400, 413, 415, 422)
 # An operation with query parameters can be sent invalid ones.
 WITH_QUERY = (422,)
+
+
+def reads_header(parameter: dict[str, Any]) -> Callable[[F], F]:
+    """Document a request header the operation reads, beside its other parameters
+    (`blp.doc(parameters=...)` would replace its query parameters). Innermost decorator."""
+
+    def decorator(view: F) -> F:
+        doc = view.__dict__.setdefault("_apidoc", {})
+        doc.setdefault("arguments", {}).setdefault("parameters", []).append(parameter)
+        return view
+
+    return decorator
 
 
 class ErrorResponses(BasePlugin):

@@ -33,6 +33,10 @@ def test_the_document_states_the_contracts_clients_build_on(client, auth):
     single = paths["/api/v1/reports"]["post"]["responses"]
     assert {"200", "201"} <= set(single)
     assert "Idempotent-Replayed" in single["200"]["description"]
+    named = {p["name"] for p in paths["/api/v1/reports"]["post"]["parameters"]}
+    assert "Idempotency-Key" in named
+    polled = {p["name"] for p in paths["/api/v1/summaries/latest"]["get"]["parameters"]}
+    assert {"If-None-Match", "format"} <= polled
     assert set(paths["/api/v1/reports/import"]["post"]["responses"]) >= {"202"}
     assert "/api/v1/imports/{job_id}" in paths
     summary = paths["/api/v1/summaries/latest"]["get"]["responses"]
