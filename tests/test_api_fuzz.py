@@ -1,6 +1,7 @@
-"""schemathesis against `/api/v1/openapi.json`, with a token of each role: every
-operation, fed data generated from the document, must answer no 500, only the statuses
-the document gives for it, and bodies and content types as the document says.
+"""schemathesis against `/api/v1/openapi.json`, with a token of each role (admin, a
+coordinator of one site, reader): every operation, fed requests generated from the
+document, must answer no 500, only the statuses the document lists for it, and bodies
+and content types as the document says.
 
 The app has a database of its own (the fuzzer's writes reach no other test), seeded so
 the fuzzer reaches real sites, groups, reports, summaries, subscriptions, deliveries and
@@ -62,7 +63,7 @@ DELETABLE: dict[str, list[str]] = {}
 
 @dataclass
 class World:
-    """The fuzzer's app, a token per role, and the ids of the objects seeded in it."""
+    """The fuzzer's app and a token per role (the seeded objects' ids are in SEEDED)."""
 
     app: Flask
     tokens: dict[str, str] = field(default_factory=dict)
