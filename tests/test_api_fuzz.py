@@ -40,7 +40,7 @@ from service.domain.callers import OPERATOR
 from service.domain.sites import seed_sites
 from service.domain.tokens import issue_token
 from service.extensions import db
-from service.models import Role, Site
+from service.models import Role, Site, Summary, SummaryStatus
 from tests.backends import REDIS_URL, empty_database, on_services
 from tests.conftest import QUEUE
 from tests.helpers import AIRPORT, CENTRE, SADD_40, hours_ago
@@ -230,4 +230,23 @@ def test_every_operation_as_coordinator_and_reader(case: Any, world: World, role
 
 def call_and_validate(case: Any, world: World, role: str) -> None:
     case.headers = {**(case.headers or {}), "Authorization": f"Bearer {world.tokens[role]}"}
-    case.call_and_validate(app=world.app, checks=CHECKS)
+    case.call_and_validate(app=world.app, checks=[*CHECKS, accepted_summaries_build(world)])
+
+
+def accepted_summaries_build(world: World) -> Any:
+    """A summary the API accepted (202) is one a worker can build: a build that would fail
+    in the worker fails here, at the request that asked for it."""
+
+    def check(ctx: Any, response: Any, case: Any) -> None:
+        if (case.method.upper(), case.path) != ("POST", "/api/v1/summaries"):
+            return
+        if response.status_code != 202:
+            return
+        summary_id = uuid.UUID(response.json()["id"])
+        with world.app.app_context():
+            summaries.build(summary_id)  # as the worker would (nothing when already built)
+            db.session.commit()
+            status = db.session.get(Summary, summary_id).status
+        assert status is SummaryStatus.ready, (summary_id, status)
+
+    return check
