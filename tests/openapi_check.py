@@ -38,7 +38,11 @@ class CheckedClient(FlaskClient):
         response = super().open(*args, **kwargs)
         request = response.request
         path = request.path
-        if path.startswith("/api/v1") and not path.startswith(UNDOCUMENTED):
+        if response.status_code == 405:
+            # The router's answer (no such method on the URL it matched), not an operation's:
+            # a document can match another template (`/reports/batch` to `/reports/{id}`).
+            assert response.mimetype == "application/problem+json"
+        elif path.startswith("/api/v1") and not path.startswith(UNDOCUMENTED):
             try:
                 self._document().validate_response(
                     AnsweredRequest(request), WerkzeugOpenAPIResponse(response)

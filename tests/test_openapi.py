@@ -33,6 +33,10 @@ def test_the_document_states_the_contracts_clients_build_on(client, auth):
     single = paths["/api/v1/reports"]["post"]["responses"]
     assert {"200", "201"} <= set(single)
     assert "Idempotent-Replayed" in single["200"]["description"]
+    named = {p["name"] for p in paths["/api/v1/reports"]["post"]["parameters"]}
+    assert "Idempotency-Key" in named
+    polled = {p["name"] for p in paths["/api/v1/summaries/latest"]["get"]["parameters"]}
+    assert {"If-None-Match", "format"} <= polled
     assert set(paths["/api/v1/reports/import"]["post"]["responses"]) >= {"202"}
     assert "/api/v1/imports/{job_id}" in paths
     summary = paths["/api/v1/summaries/latest"]["get"]["responses"]
@@ -40,5 +44,27 @@ def test_the_document_states_the_contracts_clients_build_on(client, auth):
     assert set(summary["200"]["content"]) == {"application/json", "text/csv"}
     fields = spec["components"]["schemas"]["SummaryOut"]["properties"]
     assert {"previous_as_of", "standards", "totals", "sites", "flags"} <= set(fields)
-    default = spec["components"]["responses"]["DEFAULT_ERROR"]["content"]
-    assert set(default) == {"application/problem+json"}
+
+
+def test_every_operation_lists_its_errors_and_no_catch_all(client):
+    """Errors are documented by status, as problem+json, with no `default` that would let
+    any status pass: a client and schemathesis can hold an operation to its list."""
+    spec = client.get("/api/v1/openapi.json").get_json()
+    components = spec["components"]["responses"]
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            responses = operation["responses"]
+            assert "default" not in responses, (method, path)
+            assert {"401", "403", "429", "503"} <= set(responses), (method, path)
+            if "{" in path:
+                assert "404" in responses, (method, path)
+            if "requestBody" in operation:
+                assert {"400", "413", "415", "422"} <= set(responses), (method, path)
+            for status, response in responses.items():
+                if status.startswith(("4", "5")):
+                    name = response["$ref"].rpartition("/")[2]
+                    assert set(components[name]["content"]) == {"application/problem+json"}
+    for status in ("TOO_MANY_REQUESTS", "SERVICE_UNAVAILABLE"):
+        assert "Retry-After" in components[status]["headers"]

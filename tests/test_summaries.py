@@ -14,10 +14,13 @@ import pytest
 
 from service.domain import summaries
 from service.extensions import db
+from service.models import Summary
 from tests.helpers import (
     AIRPORT,
     CENTRE,
     SADD_40,
+    assert_problem,
+    count_rows,
     create_group,
     hours_ago,
     iso,
@@ -295,6 +298,17 @@ def test_summary_as_of_in_the_future_is_refused(client, auth):
     response = client.post("/api/v1/summaries", json={"as_of": hours_ago(-2)}, headers=auth.admin)
     assert response.status_code == 422
     assert response.get_json()["errors"][0]["field"] == "as_of"
+
+
+@pytest.mark.parametrize("as_of", ["0001-01-01T00:00:00Z", "0023-09-26T12:00:00+04:00"])
+def test_summary_as_of_before_2000_is_refused_and_nothing_stored(app, client, auth, as_of):
+    """Found while fuzzing the API: year 1 was accepted (202) and its build then failed in
+    the worker (OverflowError a period before it); a typo'd year built a summary of nothing.
+    The same floor as a report's observed_at."""
+    response = client.post("/api/v1/summaries", json={"as_of": as_of}, headers=auth.admin)
+    problem = assert_problem(response, 422, field="as_of")
+    assert "2000" in problem["errors"][0]["message"]
+    assert count_rows(app, Summary) == 0
 
 
 @pytest.mark.parametrize("role", ["reader"])

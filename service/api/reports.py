@@ -25,6 +25,7 @@ from service.domain.errors import DomainError, FieldError, Invalid
 from service.errors import Problem, ProblemOut, domain_problem, status_of
 from service.extensions import db
 from service.models import NEEDS_SECTORS, Report, Role
+from service.openapi import CONFLICT, reads_header
 
 blp = Blueprint("reports", __name__, url_prefix="/api/v1/reports", description="Head counts")
 
@@ -150,6 +151,14 @@ class ReportQueryArgs(Schema):
 
 
 REPLAYED = {"Idempotent-Replayed": "true"}
+IDEMPOTENCY_KEY = {
+    "in": "header",
+    "name": "Idempotency-Key",
+    "required": False,
+    "description": "1 to 255 visible characters, e.g. a UUID (or the body's `client_id`): "
+    "a resend with the same key and body stores nothing new.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
 
 
 def header_key() -> str | None:
@@ -198,6 +207,8 @@ class Reports(MethodView):
         description="A resend (the same key and body): the report as it was first stored, "
         "with `Idempotent-Replayed: true`. Nothing new is stored.",
     )
+    @blp.alt_response(409, response=CONFLICT)  # the same key is in flight
+    @reads_header(IDEMPOTENCY_KEY)
     def post(self, report: headcounts.HeadCount) -> Any:
         """Submit one head count. Send an `Idempotency-Key` so a resend stores nothing new."""
         (answer,) = domain.submit(current_caller(), [keyed(report, header_key())])

@@ -13,6 +13,7 @@ from service.auth import current_caller, requires
 from service.domain import sites as domain
 from service.extensions import db
 from service.models import Role, Site, SiteKind
+from service.openapi import CONFLICT
 
 blp = Blueprint("sites", __name__, url_prefix="/api/v1/sites", description="Sites")
 
@@ -71,6 +72,7 @@ class Sites(MethodView):
     @requires(Role.admin)
     @blp.arguments(SiteIn)
     @blp.response(201, SiteOut)
+    @blp.alt_response(409, response=CONFLICT)  # the id is taken
     def post(self, data: dict[str, Any]) -> Site:
         """Add a site (admin)."""
         site = domain.create_site(current_caller(), data)

@@ -21,6 +21,7 @@ from service.domain import subscriptions as domain
 from service.errors import Problem
 from service.extensions import db
 from service.models import Delivery, DeliveryStatus, Role, Subscription
+from service.openapi import CONFLICT
 
 blp = Blueprint(
     "subscriptions",
@@ -203,6 +204,7 @@ class SubscriptionById(MethodView):
 class SendNow(MethodView):
     @requires(Role.admin)
     @blp.response(202, DeliveryOut)
+    @blp.alt_response(409, response=CONFLICT)  # no summary is ready to send
     def post(self, subscription_id: uuid.UUID) -> Any:
         """Send the latest ready summary to the subscription now. Poll the `Location`."""
         delivery = deliveries.request_send(current_caller(), subscription_id)

@@ -24,6 +24,7 @@ from service.domain.exports import to_csv
 from service.errors import Problem
 from service.extensions import db
 from service.models import Role, Summary, SummaryStatus
+from service.openapi import CONFLICT, NOT_FOUND, reads_header
 
 blp = Blueprint(
     "summaries", __name__, url_prefix="/api/v1/summaries", description="Situation summaries"
@@ -155,6 +156,15 @@ class SummaryOut(Schema):
     error = fields.String()
 
 
+IF_NONE_MATCH = {
+    "in": "header",
+    "name": "If-None-Match",
+    "required": False,
+    "description": "The `ETag` of the copy you hold: 304 while it is still current.",
+    "schema": {"type": "string"},
+}
+
+
 @blp.route("")
 class Summaries(MethodView):
     @blp.arguments(SummaryQueryArgs, location="query")
@@ -190,6 +200,8 @@ class LatestSummary(MethodView):
     @blp.response(200, SummaryOut)
     @blp.alt_response(200, **EXPORTS)
     @blp.alt_response(304, description="Not modified: the `ETag` sent is still the latest's.")
+    @blp.alt_response(404, response=NOT_FOUND)  # none is ready yet
+    @reads_header(IF_NONE_MATCH)
     def get(self, args: dict[str, Any]) -> Any:
         """The newest ready summary by `as_of`. `?format=json|csv|hxl`, ETag for cheap polling."""
         latest = domain.latest_ready_ref()
@@ -205,6 +217,8 @@ class SummaryById(MethodView):
     @blp.response(200, SummaryOut)
     @blp.alt_response(200, **EXPORTS)
     @blp.alt_response(304, description="Not modified: the `ETag` sent is still current.")
+    @blp.alt_response(409, response=CONFLICT)  # CSV or HXL of a summary not ready
+    @reads_header(IF_NONE_MATCH)
     def get(self, args: dict[str, Any], summary_id: uuid.UUID) -> Any:
         """One summary: its state while pending, its document when ready."""
         summary = db.session.get(Summary, summary_id, options=[defer(Summary.document)])

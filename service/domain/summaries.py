@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from service.domain import aggregation, hot
+from service.domain import aggregation, hot, rules
 from service.domain.canonical import digest
 from service.domain.errors import FieldError, Invalid
 from service.domain.headcounts import latest_observation
@@ -59,6 +59,13 @@ def request_summary(token_id: int | None, as_of: datetime | None = None) -> Summ
         raise Invalid(
             "A summary can only be as of now or a past moment.",
             errors=[FieldError("as_of", "Must not be in the future.")],
+        )
+    if as_of is not None and as_of < rules.EARLIEST_OBSERVATION:
+        # No report is older; and year 1 could not even be built (the period before it
+        # is out of range).
+        raise Invalid(
+            "A summary can only be as of 2000 or later.",
+            errors=[FieldError("as_of", "Must be in 2000 or later; check the year.")],
         )
     summary = Summary(
         as_of=min(as_of or now, now), requested_by=token_id, enqueued_at=now, attempts=1
