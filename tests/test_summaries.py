@@ -11,19 +11,24 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from service.api.summaries import SummaryOut
 from service.domain import summaries
 from service.extensions import db
+from service.models import Summary
 from tests.helpers import (
     AIRPORT,
     CENTRE,
     SADD_40,
+    at_once,
     create_group,
     hours_ago,
     iso,
     post_report,
     summary_now,
+    wait_for,
 )
 
 pytestmark = pytest.mark.usefixtures("module_worker")
@@ -384,3 +389,50 @@ def test_build_failure_marks_the_summary_failed(app, client, auth, monkeypatch):
         db.session.remove()
     state = client.get(f"/api/v1/summaries/{summary_id}", headers=admin).get_json()
     assert state["status"] == "failed"
+
+
+def test_the_same_as_of_asked_at_once_is_one_summary(app, client, auth):
+    """Requests racing for one moment all answer the one summary of it: the database's
+    unique key decides, not a look-up (on PostgreSQL the requests truly run together)."""
+    coordinator = auth.headers("coordinator", AIRPORT)
+    group = create_group(client, coordinator, AIRPORT)
+    post_report(client, coordinator, group["id"], 120, 5)
+    moment = hours_ago(2)
+    answers: list = []
+
+    def ask() -> None:
+        answers.append(
+            app.test_client().post("/api/v1/summaries", json={"as_of": moment}, headers=coordinator)
+        )
+
+    at_once(8, ask)
+    assert {a.status_code for a in answers} == {202}
+    assert len({a.headers["Location"] for a in answers}) == 1
+    with app.app_context():
+        as_of = datetime.fromisoformat(moment)
+        rows = db.session.execute(select(Summary).where(Summary.as_of == as_of)).scalars()
+        assert len(list(rows)) == 1
+    document = wait_for(
+        lambda: (
+            (d := client.get(answers[0].headers["Location"], headers=coordinator).get_json())[
+                "status"
+            ]
+            == "ready"
+            and d
+        )
+    )
+    assert site(document, AIRPORT)["people"] == 120
+
+
+def test_two_summaries_asked_for_one_moment_are_refused_by_the_database(app):
+    with app.app_context():
+        moment = datetime.now(UTC) - timedelta(hours=1)
+        db.session.add(Summary(as_of=moment))
+        db.session.commit()
+        db.session.add(Summary(as_of=moment))
+        with pytest.raises(IntegrityError, match="uq_summaries_on_demand_as_of|summaries.as_of"):
+            db.session.commit()
+        db.session.rollback()
+        # A period's summary of that moment is another thing: it is allowed beside it.
+        db.session.add(Summary(as_of=moment, period=moment))
+        db.session.commit()
