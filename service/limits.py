@@ -111,8 +111,9 @@ def init_app(app: Flask) -> Limiter:
         key_prefix=config["RATELIMIT_KEY_PREFIX"],
         # A counter per window: one Redis key per caller and limit; Retry-After is exact.
         strategy="fixed-window",
-        # The limits' store unreachable: let requests through (and log it) rather than
-        # refuse everyone; the store is the broker's Redis, which /readyz watches.
+        # The limits' store unreachable: count in this process's memory until it is back
+        # (looked for again at growing intervals), and never answer 500 for it.
+        in_memory_fallback_enabled=True,
         swallow_errors=True,
     )
     limiter.init_app(app)

@@ -14,6 +14,7 @@ import config as settings
 from service.extensions import db
 from service.models import Group, Summary
 from tests.backends import on_services
+from tests.browser import free_port
 from tests.conftest import Auth
 from tests.helpers import AIRPORT, hours_ago
 from tests.test_dashboard import csrf_token
@@ -145,3 +146,19 @@ def test_two_web_processes_count_together_in_redis(make_app):
         assert app.test_client().get("/api/v1/sites", headers=wrong).status_code == 401
     assert_too_many(second.test_client().get("/api/v1/sites", headers=wrong))
     assert_too_many(first.test_client().get("/api/v1/sites", headers=wrong))
+
+
+def test_limits_hold_in_memory_while_their_redis_is_away(make_app):
+    """A Redis that does not answer (nothing listens on the port): no 500, and each
+    process goes on counting in its own memory."""
+    app = make_app(
+        RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:{free_port()}/0",
+        RATELIMIT_FAILED_AUTH="3 per minute",
+    )
+    client = app.test_client()
+    valid = Auth(app).headers("reader")
+    wrong = {"Authorization": f"Bearer {secrets.token_urlsafe(32)}"}
+    assert [client.get("/api/v1/sites", headers=wrong).status_code for _ in range(3)] == [401] * 3
+    assert_too_many(client.get("/api/v1/sites", headers=wrong))
+    elsewhere = {"REMOTE_ADDR": "192.0.2.8"}
+    assert client.get("/api/v1/sites", headers=valid, environ_base=elsewhere).status_code == 200
