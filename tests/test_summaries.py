@@ -390,6 +390,19 @@ def test_build_failure_marks_the_summary_failed(app, client, auth, monkeypatch):
     state = client.get(f"/api/v1/summaries/{summary_id}", headers=admin).get_json()
     assert state["status"] == "failed"
 
+    # Asked for again (the bug fixed), that moment's summary is built again: the same one.
+    monkeypatch.undo()
+    again = client.post("/api/v1/summaries", json={"as_of": state["as_of"]}, headers=admin)
+    assert again.headers["Location"] == f"/api/v1/summaries/{summary_id}"
+    rebuilt = wait_for(
+        lambda: (
+            (d := client.get(again.headers["Location"], headers=admin).get_json())["status"]
+            == "ready"
+            and d
+        )
+    )
+    assert rebuilt["id"] == summary_id
+
 
 def test_the_same_as_of_asked_at_once_is_one_summary(app, client, auth):
     """Requests racing for one moment all answer the one summary of it: the database's
