@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 
 from flask import Flask, Response, request, session
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
@@ -121,7 +122,7 @@ def init_app(app: Flask) -> Limiter:
     return limiter
 
 
-def _too_many(limiter: Limiter):  # noqa: ANN202 - a Flask error handler
+def _too_many(limiter: Limiter) -> Callable[[RateLimitExceeded], Response]:
     def answer(error: RateLimitExceeded) -> Response:
         breached = limiter.current_limit
         # When the breached limit's window lets this caller in again.
