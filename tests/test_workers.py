@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -238,6 +239,13 @@ def test_a_flood_of_asked_for_summaries_never_holds_up_the_schedule(make_app, au
 
     flood = [client.post("/api/v1/summaries", json={}, headers=coordinator) for _ in range(20)]
     assert {r.status_code for r in flood} == {202}
+    # One asked for while the broker was away: the tick's sweep hands it out, and to the
+    # on-demand queue, not in front of the period's summary.
+    with app.app_context():
+        lost = summaries.request_summary(None, datetime.now(UTC) - timedelta(hours=1)).summary
+        summaries.not_handed_out(lost.id)
+        db.session.commit()
+        lost_at = f"/api/v1/summaries/{lost.id}"
     with app.app_context():
         period = summaries.period_start(summaries.utcnow(), summaries.interval())
 
@@ -263,10 +271,13 @@ def test_a_flood_of_asked_for_summaries_never_holds_up_the_schedule(make_app, au
             lambda: [s.status for s in the_period()] == [SummaryStatus.ready], timeout=15
         )
         assert ready
+        # The schedule's worker took none of them (one queue: FIFO, they came first).
+        assert client.get(lost_at, headers=coordinator).get_json()["status"] == "pending"
         slow.clear()
 
     def all_built() -> bool:
-        states = [client.get(r.headers["Location"], headers=coordinator) for r in flood]
+        locations = [r.headers["Location"] for r in flood] + [lost_at]
+        states = [client.get(location, headers=coordinator) for location in locations]
         return all(s.get_json()["status"] == "ready" for s in states)
 
     assert not all_built()
