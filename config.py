@@ -64,6 +64,21 @@ def _base_url(raw: str) -> str:
     return url
 
 
+def _limit(env: dict[str, str], name: str, default: str) -> str:
+    from limits import parse_many
+
+    raw = env.get(name) or default
+    try:
+        parse_many(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be like '600 per minute', got {raw!r}") from exc
+    return raw
+
+
+def _limits_storage(broker_url: str) -> str:
+    return broker_url if broker_url.startswith(("redis://", "rediss://")) else "memory://"
+
+
 def database_url(raw: str) -> str:
     """Map the plain URLs hosting platforms write to the driver we install (psycopg 3)."""
     for prefix in ("postgres://", "postgresql://"):
@@ -197,7 +212,27 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "DASHBOARD_REFRESH_SECONDS": _int(env, "DASHBOARD_REFRESH_SECONDS", 60),
         "LOG_LEVEL": env.get("LOG_LEVEL") or "INFO",
         "PORT": _int(env, "PORT", 8000),
+        # Rate limits (service/limits.py), in Flask-Limiter's notation: "N per second,
+        # minute, hour or day", several joined by ";". Over one: 429 with Retry-After.
+        "RATELIMIT_ENABLED": _bool(env.get("RATELIMIT_ENABLED"), default=True),
+        # Where the counters live: the broker's Redis when the broker is Redis (every web
+        # process then counts together), else this process's memory.
+        "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI") or _limits_storage(broker_url),
+        # A fail-fast Redis: a limits store that does not answer lets requests through.
+        "RATELIMIT_STORAGE_OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        # Per token, on every write (a phone syncs in batches of up to 500 reports).
+        "RATELIMIT_WRITES": _limit(env, "RATELIMIT_WRITES", "600 per minute"),
+        # Per token, on summaries asked for (POST /api/v1/summaries, the dashboard's button).
+        "RATELIMIT_ON_DEMAND_SUMMARIES": _limit(
+            env, "RATELIMIT_ON_DEMAND_SUMMARIES", "12 per minute;120 per hour"
+        ),
+        # Per client address, on the dashboard's sign-in form (every attempt).
+        "RATELIMIT_SIGN_IN": _limit(env, "RATELIMIT_SIGN_IN", "10 per minute"),
+        # Per client address, on requests whose token is missing, unknown or revoked (401);
+        # past it, the address is refused (429) until the window ends.
+        "RATELIMIT_FAILED_AUTH": _limit(env, "RATELIMIT_FAILED_AUTH", "30 per minute"),
     }
+
     # Where recipients reach the service: the links in emails (summary, unsubscribe).
     config["PUBLIC_BASE_URL"] = _base_url(
         env.get("PUBLIC_BASE_URL") or f"http://127.0.0.1:{config['PORT']}"
@@ -213,4 +248,8 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         if config[name] < 1:
             raise ValueError(f"{name} must be at least 1, got {config[name]}")
     config.update(overrides)  # DATABASE_URL from overrides is already in the URI above
+    # Two deployments sharing one Redis keep their counters apart, as their queues.
+    config.setdefault(
+        "RATELIMIT_KEY_PREFIX", f"{config['CELERY_KEY_PREFIX']}{config['CELERY_QUEUE']}:limits"
+    )
     return config

@@ -26,7 +26,7 @@ access_log = logging.getLogger("needs_tracker.access")
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     from swagger_ui_bundle import swagger_ui_path
 
-    from service import auth
+    from service import auth, limits
     from service.cli import register_commands
     from service.errors import register_error_handlers
 
@@ -45,6 +45,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     register_commands(app)
     app.before_request(_start_timer)
     app.before_request(_reads_without_a_transaction)
+    limits.init_app(app)  # before the token check: over a limit, no token is looked up
     auth.init_app(app)
     app.after_request(_log_request)
     app.add_url_rule(

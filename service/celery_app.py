@@ -7,6 +7,7 @@ from pathlib import Path
 from celery import Celery, Task
 from celery.schedules import crontab
 from flask import Flask
+from kombu import Exchange, Queue
 
 from service import broker as broker_transport
 from service import handoff
@@ -32,7 +33,14 @@ def celery_settings(app: Flask) -> dict[str, object]:
     settings: dict[str, object] = {
         "broker_url": broker,
         "include": ["workers.tasks"],
-        "task_default_queue": app.config["CELERY_QUEUE"],
+        "task_default_queue": handoff.scheduled_queue(app.config),
+        # The schedule's queue and the on-demand one (service/handoff.py). A worker started
+        # without -Q serves both; `serve` and docker-compose run one worker for each, so
+        # on-demand builds never hold up a period's summary or an email.
+        "task_queues": [
+            Queue(name, Exchange(name), routing_key=name)
+            for name in (handoff.scheduled_queue(app.config), handoff.on_demand_queue(app.config))
+        ],
         # Results live in the database (summaries, deliveries), never in the broker.
         "task_ignore_result": True,
         "timezone": "UTC",

@@ -17,12 +17,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 from flask_migrate import upgrade
+
+from service import handoff
 
 
 def web_command(port: int, instance_path: str) -> list[str]:
@@ -51,7 +55,8 @@ def web_command(port: int, instance_path: str) -> list[str]:
     ]
 
 
-def worker_command(*extra: str) -> list[str]:
+def worker_command(*extra: str, concurrency: int = 2) -> list[str]:
+    """A Celery worker; without `-Q` it serves both queues (service/handoff.py)."""
     return [
         sys.executable,
         "-m",
@@ -62,9 +67,23 @@ def worker_command(*extra: str) -> list[str]:
         "--loglevel",
         "INFO",
         "--concurrency",
-        "2",
+        str(concurrency),
         *extra,
     ]
+
+
+def queue_worker_commands(config: Mapping[str, Any]) -> dict[str, list[str]]:
+    """One worker for the schedule's queue (ticks, period summaries, emails) and one for
+    the on-demand queue (summaries asked for, imports): however many summaries people ask
+    for, the schedule's worker is free for the schedule."""
+    return {
+        "worker": worker_command(
+            "--queues", handoff.scheduled_queue(config), "--hostname", "scheduled@%h"
+        ),
+        "on-demand worker": worker_command(
+            "--queues", handoff.on_demand_queue(config), "--hostname", "on-demand@%h"
+        ),
+    }
 
 
 def beat_command() -> list[str]:
@@ -84,14 +103,14 @@ def beat_command() -> list[str]:
 @click.option("--port", type=int, default=None, help="Default: $PORT or 8000.")
 @with_appcontext
 def serve(port: int | None) -> None:
-    """Migrate, then run the web API (http://127.0.0.1:PORT), a worker and the scheduler
-    until Ctrl-C."""
+    """Migrate, then run the web API (http://127.0.0.1:PORT), the workers (the schedule's
+    and the on-demand one) and the scheduler until Ctrl-C."""
     port = port or current_app.config["PORT"]
     upgrade(directory=current_app.extensions["migrate"].directory)
     env = dict(os.environ, INSTANCE_PATH=current_app.config["INSTANCE_PATH"])
     parts = {
         "web": web_command(port, env["INSTANCE_PATH"]),
-        "worker": worker_command(),
+        **queue_worker_commands(current_app.config),
         "beat": beat_command(),
     }
     click.echo(f"needs-tracker on http://127.0.0.1:{port} (instance: {env['INSTANCE_PATH']})")

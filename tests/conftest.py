@@ -55,6 +55,9 @@ def _settings(instance: Path, database_url: str, broker_url: str | None = None) 
         "DATABASE_URL": database_url,
         "CELERY_QUEUE": QUEUE,
         "CELERY_KEY_PREFIX": f"{QUEUE}:",
+        # Rate-limit counters of each app of their own (on Redis they would outlive it and
+        # carry over to the next test), as each process's memory would be.
+        "RATELIMIT_KEY_PREFIX": f"{QUEUE}:limits:{uuid.uuid4().hex[:8]}",
     }
     if on_services():
         settings["CELERY_BROKER_URL"] = REDIS_URL

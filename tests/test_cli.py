@@ -165,6 +165,36 @@ def test_serve_runs_web_worker_and_scheduler_and_stops_on_ctrl_c(tmp_path):
                 assert process.poll() is None, log_path.read_text()
                 assert time.monotonic() < deadline, "no scheduled summary within 60 s"
                 time.sleep(0.5)
+
+            # serve's on-demand worker: a summary asked for is built too.
+            admin = (
+                subprocess.run(
+                    [NEEDS_TRACKER, "token", "create", "--role", "admin"],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                .stdout.strip()
+                .splitlines()[-1]
+            )
+            bearer = {"Authorization": f"Bearer {admin}", "Content-Type": "application/json"}
+            ask = urllib.request.Request(
+                f"http://127.0.0.1:{port}/api/v1/summaries", data=b"{}", headers=bearer
+            )
+            with urllib.request.urlopen(ask, timeout=5) as response:
+                location = response.headers["Location"]
+
+            def asked_for_ready() -> bool:
+                poll = urllib.request.Request(f"http://127.0.0.1:{port}{location}", headers=bearer)
+                with urllib.request.urlopen(poll, timeout=5) as response:
+                    return json.load(response)["status"] == "ready"
+
+            deadline = time.monotonic() + 60
+            while not asked_for_ready():
+                assert process.poll() is None, log_path.read_text()
+                assert time.monotonic() < deadline, "the summary asked for was not built in 60 s"
+                time.sleep(0.5)
         finally:
             process.send_signal(signal.SIGINT)
             try:

@@ -131,7 +131,7 @@ def test_neutralise_keeps_numbers_and_quotes_formulas():
 def test_pending_summary_has_no_csv_yet(app, client, auth):
     admin = auth.admin
     with app.app_context():  # requested without a task: the module's worker cannot build it
-        summary_id = summaries.request_summary(None).id
+        summary_id = summaries.request_summary(None).summary.id
         db.session.commit()
     response = client.get(f"/api/v1/summaries/{summary_id}?format=csv", headers=admin)
     assert response.status_code == 409

@@ -11,7 +11,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
+from service.api.summaries import SummaryOut
 from service.domain import summaries
 from service.extensions import db
 from service.models import Summary
@@ -20,12 +23,14 @@ from tests.helpers import (
     CENTRE,
     SADD_40,
     assert_problem,
+    at_once,
     count_rows,
     create_group,
     hours_ago,
     iso,
     post_report,
     summary_now,
+    wait_for,
 )
 
 pytestmark = pytest.mark.usefixtures("module_worker")
@@ -110,12 +115,18 @@ def test_as_of_in_the_past_ignores_later_reports_and_repeats_exactly(app, client
     moment = hours_ago(3)
 
     first = summary_now(app, client, admin, as_of=moment)
-    second = summary_now(app, client, admin, as_of=moment)
     assert site(first, AIRPORT)["people"] == 700
-    assert first["id"] != second["id"]
-    strip = ("id", "generated_at", "status")
+    # Asked again, the moment is the summary already built; and building it anew gives
+    # the very same figures, so reusing it never shows other numbers.
+    again = client.post("/api/v1/summaries", json={"as_of": moment}, headers=admin)
+    assert again.status_code == 202
+    assert again.headers["Location"] == f"/api/v1/summaries/{first['id']}"
+    with app.app_context():
+        anew = summaries.compose(uuid.UUID(first["id"]), datetime.fromisoformat(first["as_of"]))
+        anew = SummaryOut().dump({**anew, "status": "ready"})
+    strip = ("generated_at",)
     assert {k: v for k, v in first.items() if k not in strip} == {
-        k: v for k, v in second.items() if k not in strip
+        k: v for k, v in anew.items() if k not in strip
     }
 
 
@@ -379,7 +390,7 @@ def test_build_failure_marks_the_summary_failed(app, client, auth, monkeypatch):
     admin = auth.admin
     with app.app_context():
         # Requested without handing it to the worker: this test builds it itself.
-        summary_id = str(summaries.request_summary(None).id)
+        summary_id = str(summaries.request_summary(None).summary.id)
         db.session.commit()
 
     def broken(*_args, **_kwargs):
@@ -391,3 +402,63 @@ def test_build_failure_marks_the_summary_failed(app, client, auth, monkeypatch):
         db.session.remove()
     state = client.get(f"/api/v1/summaries/{summary_id}", headers=admin).get_json()
     assert state["status"] == "failed"
+
+    # Asked for again (the bug fixed), that moment's summary is built again: the same one.
+    monkeypatch.undo()
+    again = client.post("/api/v1/summaries", json={"as_of": state["as_of"]}, headers=admin)
+    assert again.headers["Location"] == f"/api/v1/summaries/{summary_id}"
+    rebuilt = wait_for(
+        lambda: (
+            (d := client.get(again.headers["Location"], headers=admin).get_json())["status"]
+            == "ready"
+            and d
+        )
+    )
+    assert rebuilt["id"] == summary_id
+
+
+def test_the_same_as_of_asked_at_once_is_one_summary(app, client, auth):
+    """Requests racing for one moment all answer the one summary of it: the database's
+    unique key decides, not a look-up (on PostgreSQL the requests truly run together)."""
+    coordinator = auth.headers("coordinator", AIRPORT)
+    group = create_group(client, coordinator, AIRPORT)
+    post_report(client, coordinator, group["id"], 120, 5)
+    moment = hours_ago(2)
+    answers: list = []
+
+    def ask() -> None:
+        answers.append(
+            app.test_client().post("/api/v1/summaries", json={"as_of": moment}, headers=coordinator)
+        )
+
+    at_once(8, ask)
+    assert {a.status_code for a in answers} == {202}
+    assert len({a.headers["Location"] for a in answers}) == 1
+    with app.app_context():
+        as_of = datetime.fromisoformat(moment)
+        rows = db.session.execute(select(Summary).where(Summary.as_of == as_of)).scalars()
+        assert len(list(rows)) == 1
+    document = wait_for(
+        lambda: (
+            (d := client.get(answers[0].headers["Location"], headers=coordinator).get_json())[
+                "status"
+            ]
+            == "ready"
+            and d
+        )
+    )
+    assert site(document, AIRPORT)["people"] == 120
+
+
+def test_two_summaries_asked_for_one_moment_are_refused_by_the_database(app):
+    with app.app_context():
+        moment = datetime.now(UTC) - timedelta(hours=1)
+        db.session.add(Summary(as_of=moment))
+        db.session.commit()
+        db.session.add(Summary(as_of=moment))
+        with pytest.raises(IntegrityError, match="uq_summaries_on_demand_as_of|summaries.as_of"):
+            db.session.commit()
+        db.session.rollback()
+        # A period's summary of that moment is another thing: it is allowed beside it.
+        db.session.add(Summary(as_of=moment, period=moment))
+        db.session.commit()

@@ -5,17 +5,21 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+from celery.contrib.testing.worker import start_worker
 from sqlalchemy import select
 
+from service import handoff
 from service.domain import summaries
 from service.extensions import db
 from service.models import Summary, SummaryStatus
-from service.serve import worker_command
+from service.serve import queue_worker_commands, worker_command
 from tests.backends import on_services
 from tests.conftest import QUEUE
 from tests.helpers import AIRPORT, at_once, create_group, post_report, wait_for
@@ -200,8 +204,6 @@ def test_broker_down_reports_still_accepted_and_summary_catches_up(make_app, aut
     # The broker is back: the next tick hands out the build that could not be sent.
     up = make_app()
     celery_app = up.extensions["celery"]
-    from celery.contrib.testing.worker import start_worker
-
     import workers.tasks  # noqa: F401
 
     with start_worker(celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
@@ -210,3 +212,95 @@ def test_broker_down_reports_still_accepted_and_summary_catches_up(make_app, aut
             lambda: (s := summary_state(client, admin, location))["status"] == "ready" and s
         )
     assert document["totals"]["people"] == 2500
+
+
+def test_a_flood_of_asked_for_summaries_never_holds_up_the_schedule(make_app, auth, monkeypatch):
+    """200 summaries asked for in 3 s once kept a period's summary (and its emails)
+    waiting behind them. With the schedule's worker running as `serve` runs it (its
+    queue only) and every on-demand build slow, the period's summary is still built at
+    once; the on-demand worker then builds the flood."""
+    import workers.tasks  # noqa: F401 - registers the tasks, as the worker's `include` does
+
+    app = make_app(RATELIMIT_ON_DEMAND_SUMMARIES="1000 per minute")
+    client = app.test_client()
+    coordinator = auth.__class__(app).headers("coordinator", AIRPORT)
+    celery_app = app.extensions["celery"]
+    slow = threading.Event()
+    slow.set()
+    real_build = summaries.build
+
+    def build(summary_id: uuid.UUID) -> bool:
+        # Slow only for summaries asked for, and outside any transaction (SQLite's
+        # write lock is not held while it waits).
+        asked_for = db.session.get_one(Summary, summary_id).period is None
+        db.session.rollback()
+        if asked_for and slow.is_set():
+            time.sleep(2)
+        return real_build(summary_id)
+
+    monkeypatch.setattr(summaries, "build", build)
+
+    flood = [client.post("/api/v1/summaries", json={}, headers=coordinator) for _ in range(20)]
+    assert {r.status_code for r in flood} == {202}
+    # One asked for while the broker was away: the tick's sweep hands it out, and to the
+    # on-demand queue, not in front of the period's summary.
+    with app.app_context():
+        lost = summaries.request_summary(None, datetime.now(UTC) - timedelta(hours=1)).summary
+        summaries.not_handed_out(lost.id)
+        db.session.commit()
+        lost_at = f"/api/v1/summaries/{lost.id}"
+    with app.app_context():
+        period = summaries.period_start(summaries.utcnow(), summaries.interval())
+
+    def the_period() -> list[Summary]:
+        with app.app_context():
+            rows = db.session.execute(select(Summary).where(Summary.period == period)).scalars()
+            found = list(rows)
+            db.session.remove()
+            return found
+
+    scheduled = handoff.scheduled_queue(app.config)
+    with start_worker(
+        celery_app,
+        pool="solo",
+        perform_ping_check=False,
+        shutdown_timeout=30,
+        queues=[scheduled],
+        hostname="scheduled@test",
+    ):
+        celery_app.send_task(handoff.TICK, queue=scheduled)
+        # 20 builds of 2 s stood in front of it on one queue: 40 s. On its own: at once.
+        ready = wait_for(
+            lambda: [s.status for s in the_period()] == [SummaryStatus.ready], timeout=15
+        )
+        assert ready
+        # The schedule's worker took none of them (one queue: FIFO, they came first).
+        assert client.get(lost_at, headers=coordinator).get_json()["status"] == "pending"
+        slow.clear()
+
+    def all_built() -> bool:
+        locations = [r.headers["Location"] for r in flood] + [lost_at]
+        states = [client.get(location, headers=coordinator) for location in locations]
+        return all(s.get_json()["status"] == "ready" for s in states)
+
+    assert not all_built()
+    with start_worker(
+        celery_app,
+        pool="solo",
+        perform_ping_check=False,
+        shutdown_timeout=30,
+        queues=[handoff.on_demand_queue(app.config)],
+        hostname="on-demand@test",
+    ):
+        wait_for(all_built, timeout=60, every=0.5)
+
+
+def test_serve_runs_one_worker_for_each_queue(app):
+    """`serve` starts the schedule's worker and the on-demand one on the queues the
+    service hands work to (names derived from CELERY_QUEUE)."""
+    commands = queue_worker_commands(app.config)
+    served = sorted(cmd[cmd.index("--queues") + 1] for cmd in commands.values())
+    assert served == sorted([QUEUE, f"{QUEUE}.on-demand"])
+    assert served == sorted(
+        [handoff.scheduled_queue(app.config), handoff.on_demand_queue(app.config)]
+    )

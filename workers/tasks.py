@@ -73,9 +73,10 @@ def tick() -> int:
     pending build that was never handed out or whose worker seems to have died."""
     summaries.ensure_scheduled()
     due = summaries.due_for_build()
+    asked_for = summaries.on_demand_among(due)
     db.session.commit()
     for summary_id in due:
-        if not handoff.build_summary(summary_id):
+        if not handoff.build_summary(summary_id, on_demand=summary_id in asked_for):
             summaries.not_handed_out(summary_id)
     db.session.commit()
     # Uploaded imports whose task was lost: running one again stores nothing twice.

@@ -185,10 +185,14 @@ class Summaries(MethodView):
     @blp.arguments(SummaryRequestIn)
     @blp.response(202, SummaryBrief)
     def post(self, data: dict[str, Any]) -> Any:
-        """Ask for a summary now, or as of a past moment. Poll the `Location` until `ready`."""
-        summary = domain.request_summary(current_caller().token_id, data.get("as_of"))
+        """Ask for a summary now, or as of a past moment. Poll the `Location` until `ready`.
+
+        The same `as_of` asked again answers the summary already asked for (pending, ready,
+        or built again if it failed)."""
+        requested = domain.request_summary(current_caller().token_id, data.get("as_of"))
+        summary = requested.summary
         db.session.commit()
-        if not handoff.build_summary(summary.id):
+        if requested.hand_out and not handoff.build_summary(summary.id, on_demand=True):
             domain.not_handed_out(summary.id)
             db.session.commit()
         return summary, 202, {"Location": f"/api/v1/summaries/{summary.id}"}

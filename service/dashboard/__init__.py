@@ -322,9 +322,10 @@ def request_summary() -> Response:
 
     caller: Caller = g.caller
     caller.require_role(Role.admin, Role.coordinator)
-    summary = summaries_domain.request_summary(caller.token_id)
+    requested = summaries_domain.request_summary(caller.token_id)
+    summary = requested.summary
     db.session.commit()
-    if not handoff.build_summary(summary.id):
+    if requested.hand_out and not handoff.build_summary(summary.id, on_demand=True):
         summaries_domain.not_handed_out(summary.id)
         db.session.commit()
     flash(

@@ -52,8 +52,26 @@ def previous_as_of(as_of: datetime, every: timedelta) -> datetime:
     return start - every if start == as_of else start
 
 
-def request_summary(token_id: int | None, as_of: datetime | None = None) -> Summary:
-    """A pending summary, counted as handed out: the edge commits, then hands it out."""
+@dataclass(frozen=True, slots=True)
+class Requested:
+    """What a request for a summary got: its summary, and whether the edge must hand
+    its build out (a new one, or a failed one asked for again)."""
+
+    summary: Summary
+    hand_out: bool
+
+
+def request_summary(token_id: int | None, as_of: datetime | None = None) -> Requested:
+    """The summary as of `as_of` (default: now), pending and counted as handed out when
+    new: the edge commits, then hands it out.
+
+    The same `as_of` asked again gets the same summary: a unique key on the on-demand
+    summaries' `as_of` (a scheduled one of that moment serves as well), so requests
+    racing for one moment make one row. A summary of the same `as_of` gives the same
+    numbers (reports count by when they were observed), so reusing it never differs from
+    building anew. "Now" is the request's own moment, to the microsecond: a second
+    "now" a moment later reuses nothing, since reports observed in between must count.
+    """
     now = utcnow()
     if as_of is not None and as_of > latest_observation():
         raise Invalid(
@@ -67,12 +85,60 @@ def request_summary(token_id: int | None, as_of: datetime | None = None) -> Summ
             "A summary can only be as of 2000 or later.",
             errors=[FieldError("as_of", "Must be in 2000 or later; check the year.")],
         )
-    summary = Summary(
-        as_of=min(as_of or now, now), requested_by=token_id, enqueued_at=now, attempts=1
+    moment = min(as_of or now, now)
+    existing = _of_the_moment(moment)
+    if existing is not None:
+        return Requested(existing, _asked_again(existing, now))
+    summary = Summary(as_of=moment, requested_by=token_id, enqueued_at=now, attempts=1)
+    try:
+        with db.session.begin_nested():
+            db.session.add(summary)
+    except IntegrityError:
+        # Another request for this moment got in first: it hands the build out.
+        first = select(Summary).where(Summary.as_of == moment, Summary.period.is_(None))
+        return Requested(db.session.execute(first).scalar_one(), False)
+    return Requested(summary, True)
+
+
+def _of_the_moment(moment: datetime) -> Summary | None:
+    """The summary as of exactly `moment`: a scheduled one unless it failed (asking again
+    retries the on-demand one only), else the on-demand one."""
+    return db.session.execute(
+        select(Summary)
+        .where(
+            Summary.as_of == moment,
+            or_(Summary.period.is_(None), Summary.status != SummaryStatus.failed),
+        )
+        .order_by(Summary.period.is_(None))
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def _asked_again(summary: Summary, now: datetime) -> bool:
+    """A failed on-demand summary asked for again is built again (one request wins the
+    retry); any other is left as it is."""
+    if summary.status is not SummaryStatus.failed:
+        return False
+    retried = db.session.execute(
+        update(Summary)
+        .where(Summary.id == summary.id, Summary.status == SummaryStatus.failed)
+        .values(status=SummaryStatus.pending, error=None, enqueued_at=now, attempts=1)
+        .execution_options(synchronize_session=False)
     )
-    db.session.add(summary)
-    db.session.flush()
-    return summary
+    db.session.refresh(summary)
+    return retried.rowcount == 1
+
+
+def on_demand_among(summary_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Those of these summaries someone asked for (not a period's): their builds go to
+    the on-demand queue."""
+    if not summary_ids:
+        return set()
+    return set(
+        db.session.execute(
+            select(Summary.id).where(Summary.id.in_(summary_ids), Summary.period.is_(None))
+        ).scalars()
+    )
 
 
 def not_handed_out(summary_id: uuid.UUID) -> None:

@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Enum, ForeignKey, Index, String, Text
+from sqlalchemy import Enum, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.extensions import db
@@ -22,13 +22,21 @@ class Summary(db.Model):
     """A situation summary: requested, then built once by a worker into an immutable document.
 
     Scheduled summaries carry their `period` (the period boundary); its uniqueness is what
-    makes "one summary per period" hold however many schedulers fire.
+    makes "one summary per period" hold however many schedulers fire. Summaries asked
+    for (no period) are unique by `as_of`: the same moment asked twice is one summary.
     """
 
     __tablename__ = "summaries"
     __table_args__ = (
         Index("ix_summaries_status_as_of", "status", "as_of"),
         Index("ix_summaries_as_of", "as_of"),
+        Index(
+            "uq_summaries_on_demand_as_of",
+            "as_of",
+            unique=True,
+            sqlite_where=text("period IS NULL"),
+            postgresql_where=text("period IS NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
