@@ -305,3 +305,49 @@ def test_the_time_axis_folds_long_gaps_into_a_break():
 )
 def test_chart_ticks_are_round_numbers(maximum, ticks):
     assert charts.nice_ticks(maximum) == ticks
+
+
+EXTREME_MOMENTS = [
+    "0001-01-01T00:00:00+05:00",  # no UTC equivalent
+    "9999-12-31T23:59:59-05:00",  # nor this
+    "0001-01-01T00:00:00Z",  # the earliest moment there is
+    "9999-12-31T23:59:59Z",  # the latest
+]
+
+
+@pytest.mark.parametrize("moment", EXTREME_MOMENTS)
+def test_an_out_of_range_moment_is_a_400_or_a_page_never_a_500(app, client, auth, moment):
+    a_situation(app, client, auth)
+    page = signed_in(app, auth.token("reader")).get("/", query_string={"at": moment})
+    if moment.endswith("Z"):
+        assert page.status_code == 200, page.get_data(as_text=True)
+    else:
+        assert page.status_code == 400, page.get_data(as_text=True)
+        assert "`at` is out of range" in page.get_data(as_text=True)
+    reader = auth.headers("reader")
+    for name in ("since", "until"):
+        listed = client.get("/api/v1/summaries", query_string={name: moment}, headers=reader)
+        assert listed.status_code in (200, 422), listed.get_data(as_text=True)
+    asked = client.post("/api/v1/summaries", json={"as_of": moment}, headers=auth.admin)
+    assert asked.status_code in (201, 202, 200, 422), asked.get_data(as_text=True)
+
+
+def test_signing_out_ends_the_session_on_the_server(app, auth):
+    """A copy of the cookie (a shared machine, a proxy's log) is worth nothing once its
+    browser signed out, though the token itself stays valid."""
+    secret = auth.token("reader")
+    client = signed_in(app, secret)
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    copied = app.test_client()
+    copied.set_cookie("session", cookie.value)
+    assert copied.get("/").status_code == 200
+
+    client.post("/sign-out", data={"csrf_token": csrf_token(client, "/")})
+
+    replayed = app.test_client()
+    replayed.set_cookie("session", cookie.value)
+    response = replayed.get("/")
+    assert response.status_code == 303
+    assert response.headers["Location"].startswith("/sign-in")
+    assert signed_in(app, secret).get("/").status_code == 200  # the token still signs in

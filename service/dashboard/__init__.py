@@ -38,7 +38,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from service import handoff
 from service import importing as import_runs
 from service.dashboard import charts
-from service.domain import history
+from service.domain import history, rules
 from service.domain import imports as importing
 from service.domain import summaries as summaries_domain
 from service.domain.callers import Caller
@@ -174,7 +174,12 @@ def _moment(raw: str | None) -> datetime | None:
         raise Problem(400, "Give `at` as an ISO 8601 moment, e.g. 2023-09-25T12:00:00Z.") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return rules.in_utc(moment)
+    except rules.RuleError:
+        raise Problem(
+            400, "`at` is out of range: give an ISO 8601 moment in years 1 to 9999 UTC."
+        ) from None
 
 
 def _ready() -> Any:
