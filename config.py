@@ -64,6 +64,34 @@ def _base_url(raw: str) -> str:
     return url
 
 
+# A SECRET_KEY signs the dashboard's session cookies and the unsubscribe links: a short
+# or repetitive one can be guessed offline from any signed value. token_urlsafe(48) gives
+# 64 characters; 32 is the least accepted, with some variety in it.
+SECRET_KEY_MINIMUM = 32
+SECRET_KEY_DISTINCT = 10
+SECRET_KEY_ADVICE = (
+    "Generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(48))' "
+    "(or leave SECRET_KEY unset to use the one generated in the instance folder)."
+)
+
+
+def _secret_key(raw: str) -> str:
+    """Unset (empty) means the per-instance generated key; anything set must be strong."""
+    if not raw:
+        return ""
+    if len(raw) < SECRET_KEY_MINIMUM:
+        raise ValueError(
+            f"SECRET_KEY is too short ({len(raw)} characters; at least "
+            f"{SECRET_KEY_MINIMUM} random ones are needed). {SECRET_KEY_ADVICE}"
+        )
+    if len(set(raw)) < SECRET_KEY_DISTINCT:
+        raise ValueError(
+            f"SECRET_KEY is too repetitive ({len(set(raw))} different characters): use a "
+            f"random one. {SECRET_KEY_ADVICE}"
+        )
+    return raw
+
+
 def database_url(raw: str) -> str:
     """Map the plain URLs hosting platforms write to the driver we install (psycopg 3)."""
     for prefix in ("postgres://", "postgresql://"):
@@ -156,4 +184,5 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         if config[name] < 1:
             raise ValueError(f"{name} must be at least 1, got {config[name]}")
     config.update(overrides)  # DATABASE_URL from overrides is already in the URI above
+    config["SECRET_KEY"] = _secret_key(config["SECRET_KEY"] or "")
     return config
