@@ -10,6 +10,7 @@ import base64
 import io
 import json
 import re
+import uuid
 import zlib
 from datetime import UTC, datetime, timedelta
 
@@ -74,7 +75,7 @@ def test_pages_ask_for_sign_in_first(client):
     assert posted.headers["Location"].startswith("/sign-in")
 
 
-def test_sign_in_keeps_only_the_token_id_in_an_httponly_samesite_cookie(app, auth):
+def test_sign_in_keeps_only_a_session_id_in_an_httponly_samesite_cookie(app, auth):
     secret = auth.token("reader")
     client = app.test_client()
     response = client.post(
@@ -87,8 +88,8 @@ def test_sign_in_keeps_only_the_token_id_in_an_httponly_samesite_cookie(app, aut
     assert "SameSite=Lax" in cookie
     assert "Secure" not in cookie  # SESSION_COOKIE_SECURE is off for localhost by default
     payload = session_payload(cookie.split(";")[0].split("=", 1)[1])
-    assert set(payload) <= {"token_id", "csrf_token", "_flashes"}
-    assert isinstance(payload["token_id"], int)
+    assert set(payload) <= {"session_id", "csrf_token", "_flashes"}
+    assert uuid.UUID(payload["session_id"])  # a server-side session's id, not the token
     assert secret not in cookie and secret[3:20] not in cookie
     assert client.get("/").status_code == 200
 

@@ -1,10 +1,11 @@
 """The dashboard at `/`: the latest situation summary on a screen, for coordination meetings.
 
 Server-rendered HTML and SVG (no script, no CDN). Sign-in is with an API token, once:
-the session cookie then carries only the token's id (never the secret), signed with
-SECRET_KEY, HttpOnly and SameSite=Lax; every request checks again that the token is
-not revoked. Forms carry a CSRF token (Flask-WTF). The overview reloads itself with
-`<meta http-equiv="refresh">` every DASHBOARD_REFRESH_SECONDS.
+the session cookie then carries only the id of a server-side session (never the token),
+signed with SECRET_KEY, HttpOnly and SameSite=Lax; every request checks again that the
+session has not ended (signing out ends it) and the token is not revoked. Forms carry
+a CSRF token (Flask-WTF). The overview reloads itself with `<meta http-equiv="refresh">`
+every DASHBOARD_REFRESH_SECONDS.
 
 What each role sees follows the API: everyone sees the summaries (aggregates); a
 reader sees no group labels and no admin actions; coordinators and admins may ask for
@@ -38,13 +39,13 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from service import handoff
 from service import importing as import_runs
 from service.dashboard import charts
-from service.domain import history, rules
+from service.domain import history, rules, sessions
 from service.domain import imports as importing
 from service.domain import summaries as summaries_domain
 from service.domain.callers import Caller
 from service.domain.errors import DomainError
 from service.domain.imports import jobs as import_jobs
-from service.domain.tokens import caller_for_secret, caller_for_token
+from service.domain.tokens import caller_for_secret
 from service.errors import Problem, status_of, status_title
 from service.extensions import csrf, db
 from service.models import Group, ImportStatus, Role, Summary, SummaryStatus
@@ -77,11 +78,16 @@ IMPORT_REFRESH_SECONDS = 2  # an import's page reloads this often while it runs
 # --- who is signed in ------------------------------------------------------------------
 
 
-def signed_in_caller() -> Caller | None:
-    token_id = session.get("token_id")
-    if not isinstance(token_id, int):
+def _session_id() -> uuid.UUID | None:
+    try:
+        return uuid.UUID(session.get("session_id"))
+    except (TypeError, ValueError, AttributeError):
         return None
-    return caller_for_token(token_id)
+
+
+def signed_in_caller() -> Caller | None:
+    session_id = _session_id()
+    return None if session_id is None else sessions.caller_for_session(session_id)
 
 
 @blp.before_request
@@ -90,7 +96,7 @@ def require_sign_in() -> Response | None:
         return None
     caller = signed_in_caller()
     if caller is None:
-        session.pop("token_id", None)
+        session.pop("session_id", None)
         target = request.full_path if request.method == "GET" else None
         return redirect(url_for("dashboard.sign_in", next=target), 303)
     g.caller = caller
@@ -151,12 +157,17 @@ def sign_in() -> Any:
             error="This token is unknown or revoked. Ask the coordination lead for one.",
         ), 401
     session.clear()
-    session["token_id"] = caller.token_id
+    session["session_id"] = str(sessions.start(caller))
+    db.session.commit()
     return redirect(safe_next(request.form.get("next")), 303)
 
 
 @blp.post("/sign-out")
 def sign_out() -> Response:
+    session_id = _session_id()
+    if session_id is not None:
+        sessions.end(session_id)
+        db.session.commit()
     session.clear()
     flash("Signed out.")
     return redirect(url_for("dashboard.sign_in"), 303)
