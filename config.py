@@ -152,6 +152,10 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         # A delivery that met a temporary SMTP failure is tried again after this many
         # seconds times 2^(attempts so far): 2, 4, 8, 16, 32 minutes, six tries in an hour.
         "DELIVERY_RETRY_SECONDS": _int(env, "DELIVERY_RETRY_SECONDS", 60),
+        # A subscription whose address the mail server refused for good (SMTP 5xx) this
+        # many times in a row is suspended until an admin resumes it: one refusal can be
+        # a server's mistake, three in a row is an address that is gone.
+        "SUBSCRIPTION_SUSPEND_AFTER": _int(env, "SUBSCRIPTION_SUSPEND_AFTER", 3),
         # SPHERE_WATER_LITRES_PER_PERSON_PER_DAY=20 etc. adapt a standard to the context.
         "SPHERE": {
             name: _float(env, f"SPHERE_{name.upper()}", default)
@@ -180,6 +184,7 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "SCHEDULER_TICK_SECONDS",
         "SMTP_TIMEOUT_SECONDS",
         "DELIVERY_RETRY_SECONDS",
+        "SUBSCRIPTION_SUSPEND_AFTER",
     ):
         if config[name] < 1:
             raise ValueError(f"{name} must be at least 1, got {config[name]}")

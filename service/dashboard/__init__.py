@@ -39,7 +39,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from service import handoff
 from service import importing as import_runs
 from service.dashboard import charts
-from service.domain import history, rules, sessions
+from service.domain import history, rules, sessions, subscriptions
 from service.domain import imports as importing
 from service.domain import summaries as summaries_domain
 from service.domain.callers import Caller
@@ -289,6 +289,8 @@ def overview() -> Any:
         "refresh": refresh,
         "can_request": caller.role in (Role.admin, Role.coordinator),
         "at": at,
+        "suspended": subscriptions.suspended() if caller.is_admin else [],
+        "iso": iso,
     }
     if summary is None:
         return render_template("dashboard/overview.html", summary=None, **context)
@@ -318,7 +320,6 @@ def overview() -> Any:
         earlier=neighbour(summary, later=False),
         later=neighbour(summary, later=True),
         need_units=NEED_UNITS,
-        iso=iso,
         **context,
     )
 
@@ -338,6 +339,16 @@ def request_summary() -> Response:
         f"A summary as of {summary.as_of:%d %b %Y %H:%M} UTC was requested; it shows here "
         "when a worker has built it."
     )
+    return redirect(url_for("dashboard.overview"), 303)
+
+
+@blp.post("/subscriptions/<uuid:subscription_id>/resume")
+def resume_subscription(subscription_id: uuid.UUID) -> Response:
+    """Resume a suspended subscription (admins), as POST .../resume does in the API."""
+    caller: Caller = g.caller
+    subscription = subscriptions.resume_subscription(caller, subscription_id)
+    db.session.commit()
+    flash(f"Reports to {subscription.email} are sent again from the next scheduled moment.")
     return redirect(url_for("dashboard.overview"), 303)
 
 

@@ -45,3 +45,5 @@ class Caller:
 OPERATOR = Caller(token_id=None, name="operator (command line)", role=Role.admin)
 # The recipient is the one acting when an unsubscribe link is used.
 RECIPIENT = Caller(token_id=None, name="recipient (unsubscribe link)", role=Role.reader)
+# The service itself, acting on what it saw (a subscription suspended after refusals).
+SYSTEM = Caller(token_id=None, name="needs-tracker (automatic)", role=Role.admin)
