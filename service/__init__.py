@@ -18,6 +18,7 @@ from sqlalchemy import event
 
 import config as settings
 from service.extensions import csrf, db, migrate
+from service.headers import security_headers
 from service.logs import configure_logging
 
 access_log = logging.getLogger("needs_tracker.access")
@@ -47,6 +48,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.before_request(_reads_without_a_transaction)
     auth.init_app(app)
     app.after_request(_log_request)
+    app.after_request(security_headers)
     app.add_url_rule(
         "/api/v1/docs/assets/<path:filename>",
         "swagger_ui_assets",

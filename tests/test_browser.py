@@ -114,3 +114,35 @@ def test_an_admin_imports_a_file_in_the_browser(situation, auth, tmp_path, modul
     assert page.locator("#failed").inner_text() == "1"
     assert re.search(r"Must be 0 or more", page.locator("#import-result").inner_text())
     browser.screenshot(page, "dashboard-import.png")
+
+
+def test_the_api_docs_render_under_a_strict_content_security_policy(situation):
+    """Swagger UI (served from the package) draws every operation with a CSP that allows
+    no inline script and no framing, and the browser reports no CSP violation."""
+    base = situation["base"]
+    page = situation["chromium"].new_page(viewport={"width": 1200, "height": 900})
+    console: list[str] = []
+    page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+    refused: list[str] = []
+    page.on("pageerror", lambda error: refused.append(str(error)))
+
+    response = page.goto(base + "/api/v1/docs")
+    headers = response.headers
+    policy = headers.get("content-security-policy", "")
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy.split("style-src")[0]
+    assert "frame-ancestors 'none'" in policy
+    assert headers.get("x-frame-options") == "DENY"
+    assert headers.get("x-content-type-options") == "nosniff"
+
+    page.wait_for_selector(".opblock", timeout=30_000)
+    assert page.locator(".opblock").count() > 20  # every operation is drawn
+    assert page.locator(".info .title").inner_text().startswith("needs-tracker")
+    violations = [line for line in console if "Content Security Policy" in line]
+    assert violations == [] and refused == [], (violations, refused)
+    browser.screenshot(page, "api-docs.png")
+
+    # API answers are never sniffed into something else, nor framed.
+    api = page.request.get(base + "/api/v1/summaries")
+    assert api.status == 401
+    assert api.headers.get("x-content-type-options") == "nosniff"
+    assert "frame-ancestors 'none'" in api.headers.get("content-security-policy", "")
