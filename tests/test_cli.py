@@ -219,3 +219,15 @@ def test_serve_runs_web_worker_and_scheduler_and_stops_on_ctrl_c(tmp_path):
         assert any(name.startswith("celerybeat-schedule") for name in names), names
         with socket.socket() as sock:
             assert sock.connect_ex(("127.0.0.1", port)) != 0, "the web server outlived serve"
+
+
+def test_a_token_name_with_invisible_or_line_breaking_characters_is_refused(app):
+    runner = app.test_cli_runner()
+    for name in ("ops\u202eteam", "ops\nforged\tline", "ops\u2028team"):
+        result = runner.invoke(args=["token", "create", "--role", "reader", "--name", name])
+        assert result.exit_code == 2, result.output
+        assert "--name: Must not contain" in result.output
+    listing = runner.invoke(args=["token", "list"]).output
+    assert "forged" not in listing and "\u202e" not in listing
+    made = runner.invoke(args=["token", "create", "--role", "reader", "--name", "Հայ ops"])
+    assert made.exit_code == 0, made.output
