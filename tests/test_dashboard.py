@@ -316,21 +316,22 @@ EXTREME_MOMENTS = [
 ]
 
 
-@pytest.mark.parametrize("moment", EXTREME_MOMENTS)
-def test_an_out_of_range_moment_is_a_400_or_a_page_never_a_500(app, client, auth, moment):
+def test_an_out_of_range_moment_is_a_400_or_a_page_never_a_500(app, client, auth):
     a_situation(app, client, auth)
-    page = signed_in(app, auth.token("reader")).get("/", query_string={"at": moment})
-    if moment.endswith("Z"):
-        assert page.status_code == 200, page.get_data(as_text=True)
-    else:
-        assert page.status_code == 400, page.get_data(as_text=True)
-        assert "`at` is out of range" in page.get_data(as_text=True)
+    page = signed_in(app, auth.token("reader"))
     reader = auth.headers("reader")
-    for name in ("since", "until"):
-        listed = client.get("/api/v1/summaries", query_string={name: moment}, headers=reader)
-        assert listed.status_code in (200, 422), listed.get_data(as_text=True)
-    asked = client.post("/api/v1/summaries", json={"as_of": moment}, headers=auth.admin)
-    assert asked.status_code in (201, 202, 200, 422), asked.get_data(as_text=True)
+    for moment in EXTREME_MOMENTS:
+        shown = page.get("/", query_string={"at": moment})
+        if moment.endswith("Z"):
+            assert shown.status_code == 200, (moment, shown.get_data(as_text=True))
+        else:
+            assert shown.status_code == 400, (moment, shown.get_data(as_text=True))
+            assert "`at` is out of range" in shown.get_data(as_text=True)
+        for name in ("since", "until"):
+            listed = client.get("/api/v1/summaries", query_string={name: moment}, headers=reader)
+            assert listed.status_code in (200, 422), listed.get_data(as_text=True)
+        asked = client.post("/api/v1/summaries", json={"as_of": moment}, headers=auth.admin)
+        assert asked.status_code in (200, 201, 202, 422), asked.get_data(as_text=True)
 
 
 def test_signing_out_ends_the_session_on_the_server(app, auth):
