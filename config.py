@@ -79,6 +79,34 @@ def _limits_storage(broker_url: str) -> str:
     return broker_url if broker_url.startswith(("redis://", "rediss://")) else "memory://"
 
 
+# A SECRET_KEY signs the dashboard's session cookies and the unsubscribe links: a short
+# or repetitive one can be guessed offline from any signed value. token_urlsafe(48) gives
+# 64 characters; 32 is the least accepted, with some variety in it.
+SECRET_KEY_MINIMUM = 32
+SECRET_KEY_DISTINCT = 10
+SECRET_KEY_ADVICE = (
+    "Generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(48))' "
+    "(or leave SECRET_KEY unset to use the one generated in the instance folder)."
+)
+
+
+def _secret_key(raw: str) -> str:
+    """Unset (empty) means the per-instance generated key; anything set must be strong."""
+    if not raw:
+        return ""
+    if len(raw) < SECRET_KEY_MINIMUM:
+        raise ValueError(
+            f"SECRET_KEY is too short ({len(raw)} characters; at least "
+            f"{SECRET_KEY_MINIMUM} random ones are needed). {SECRET_KEY_ADVICE}"
+        )
+    if len(set(raw)) < SECRET_KEY_DISTINCT:
+        raise ValueError(
+            f"SECRET_KEY is too repetitive ({len(set(raw))} different characters): use a "
+            f"random one. {SECRET_KEY_ADVICE}"
+        )
+    return raw
+
+
 def database_url(raw: str) -> str:
     """Map the plain URLs hosting platforms write to the driver we install (psycopg 3)."""
     for prefix in ("postgres://", "postgresql://"):
@@ -195,6 +223,10 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         # A delivery that met a temporary SMTP failure is tried again after this many
         # seconds times 2^(attempts so far): 2, 4, 8, 16, 32 minutes, six tries in an hour.
         "DELIVERY_RETRY_SECONDS": _int(env, "DELIVERY_RETRY_SECONDS", 60),
+        # A subscription whose address the mail server refused for good (SMTP 5xx) this
+        # many times in a row is suspended until an admin resumes it: one refusal can be
+        # a server's mistake, three in a row is an address that is gone.
+        "SUBSCRIPTION_SUSPEND_AFTER": _int(env, "SUBSCRIPTION_SUSPEND_AFTER", 3),
         # SPHERE_WATER_LITRES_PER_PERSON_PER_DAY=20 etc. adapt a standard to the context.
         "SPHERE": {
             name: _float(env, f"SPHERE_{name.upper()}", default)
@@ -244,6 +276,7 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "SCHEDULER_TICK_SECONDS",
         "SMTP_TIMEOUT_SECONDS",
         "DELIVERY_RETRY_SECONDS",
+        "SUBSCRIPTION_SUSPEND_AFTER",
     ):
         if config[name] < 1:
             raise ValueError(f"{name} must be at least 1, got {config[name]}")
@@ -252,4 +285,5 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     config.setdefault(
         "RATELIMIT_KEY_PREFIX", f"{config['CELERY_KEY_PREFIX']}{config['CELERY_QUEUE']}:limits"
     )
+    config["SECRET_KEY"] = _secret_key(config["SECRET_KEY"] or "")
     return config

@@ -8,7 +8,9 @@ by workers, the command line and tests without any of it.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,8 @@ from flask import Flask, g, request, send_from_directory
 import config as settings
 from service import sqlite
 from service.extensions import csrf, db, migrate
+from service.headers import security_headers
+from service.instance_folder import keep_private
 from service.logs import configure_logging
 
 access_log = logging.getLogger("needs_tracker.access")
@@ -32,7 +36,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     conf = settings.load(config)
     instance_path = Path(conf["INSTANCE_PATH"])
-    instance_path.mkdir(parents=True, exist_ok=True)
+    keep_private(instance_path)
     app = Flask(__name__, instance_path=str(instance_path))
     app.config.update(conf)
     if not app.config["SECRET_KEY"]:
@@ -48,6 +52,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     limits.init_app(app)  # before the token check: over a limit, no token is looked up
     auth.init_app(app)
     app.after_request(_log_request)
+    app.after_request(security_headers)
     app.add_url_rule(
         "/api/v1/docs/assets/<path:filename>",
         "swagger_ui_assets",
@@ -114,8 +119,17 @@ def _instance_secret(instance_path: Path) -> str:
     """A per-instance secret kept in the instance folder when SECRET_KEY is not set."""
     path = instance_path / "secret_key"
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
+        # Written whole in a 0600 temporary file, then linked into place: never readable
+        # by others, never seen half-written, and one key when processes start together.
+        descriptor, temporary = tempfile.mkstemp(dir=instance_path, prefix=".secret_key.")
+        try:
+            with os.fdopen(descriptor, "w") as file:
+                file.write(secrets.token_urlsafe(48))
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(temporary)
     return path.read_text().strip()
 
 

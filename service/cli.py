@@ -11,7 +11,7 @@ import click
 from flask import Flask
 from flask.cli import FlaskGroup, with_appcontext
 
-from service.domain import audit
+from service.domain import audit, rules
 from service.domain.callers import OPERATOR
 from service.domain.sites import seed_sites
 from service.domain.tokens import issue_token, system_caller
@@ -63,6 +63,11 @@ def token() -> None:
 def token_create(role: str, sites: tuple[str, ...], name: str | None) -> None:
     """Create a token and print it, once, as the last line."""
     role_ = Role(role)
+    if name is not None:
+        try:  # the rule every label keeps: it is shown in listings and the audit log
+            name = rules.text(name, max_length=200)
+        except rules.RuleError as exc:
+            raise click.UsageError(f"--name: {exc.message}") from None
     if role_ is Role.coordinator and not sites:
         raise click.UsageError("A coordinator token needs at least one --site.")
     if role_ is not Role.coordinator and sites:

@@ -169,7 +169,7 @@ def send(letter: Letter) -> Sent | NotSent:
     try:
         where = deliver(outgoing)
     except PermanentFailure as exc:
-        return NotSent(str(exc), permanent=True)
+        return NotSent(str(exc), permanent=True, refused=True)
     except TemporaryFailure as exc:
         return NotSent(str(exc), permanent=False)
     return Sent(outgoing.message["Message-ID"], "smtp" if where == "smtp" else "outbox")

@@ -41,12 +41,9 @@ def web_command(port: int, instance_path: str) -> list[str]:
         "1",
         "--threads",
         "8",
-        "--access-logfile",
-        "-",
-        # The path without its query string (%(U)s, not the request line %(r)s), and no
-        # Referer: an unsubscribe link carries its signed token in the query.
-        "--access-logformat",
-        '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s"',
+        # The access log's settings, as docker-compose's web service has them.
+        "--config",
+        "python:service.gunicorn_conf",
         # gunicorn's control socket defaults to one per user; keep it per instance so
         # two instances on one machine do not take it from each other.
         "--control-socket",

@@ -59,6 +59,10 @@ def test_sign_in_see_the_api_totals_and_the_charts_then_sign_out(situation, auth
     page.click("#request-summary")
     assert "was requested" in page.locator(".flash").inner_text()
 
+    # The API link opens the docs, drawn under their Content-Security-Policy.
+    assert_api_docs_render_under_their_csp(page, base)
+    page.goto(base + "/")
+
     page.click("#sign-out")
     assert "/sign-in" in page.url
     assert "Signed out." in page.content()
@@ -114,3 +118,33 @@ def test_an_admin_imports_a_file_in_the_browser(situation, auth, tmp_path, modul
     assert page.locator("#failed").inner_text() == "1"
     assert re.search(r"Must be 0 or more", page.locator("#import-result").inner_text())
     browser.screenshot(page, "dashboard-import.png")
+
+
+def assert_api_docs_render_under_their_csp(page, base: str) -> None:
+    """Swagger UI (served from the package) draws every operation with a CSP that allows
+    no inline script and no framing, and the browser reports no CSP violation."""
+    console: list[str] = []
+    page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    with page.expect_navigation() as navigation:
+        page.click("a[href='/api/v1/docs']")
+    headers = navigation.value.headers
+    policy = headers.get("content-security-policy", "")
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy, policy
+    assert "frame-ancestors 'none'" in policy
+    assert headers.get("x-frame-options") == "DENY"
+    assert headers.get("x-content-type-options") == "nosniff"
+
+    page.wait_for_selector(".opblock", timeout=30_000)
+    assert page.locator(".opblock").count() > 20  # every operation is drawn
+    assert page.locator(".info .title").inner_text().startswith("needs-tracker")
+    violations = [line for line in console if "Content Security Policy" in line]
+    assert violations == [] and errors == [], (violations, errors)
+    browser.screenshot(page, "api-docs.png")
+
+    # API answers are never sniffed into something else, nor framed.
+    api = page.request.get(base + "/api/v1/summaries")
+    assert api.status == 401
+    assert api.headers.get("x-content-type-options") == "nosniff"
+    assert "frame-ancestors 'none'" in api.headers.get("content-security-policy", "")

@@ -102,12 +102,27 @@ def _get(url: str) -> tuple[int, bytes]:
         return response.status, response.read()
 
 
+def not_private(folder: Path) -> list[str]:
+    """What in the folder others than its owner could read or enter (group/other bits)."""
+    return [
+        f"{path} {oct(path.lstat().st_mode & 0o777)}"
+        for path in [folder, *folder.rglob("*")]
+        if not path.is_symlink() and path.lstat().st_mode & 0o077
+    ]
+
+
 def test_serve_runs_web_worker_and_scheduler_and_stops_on_ctrl_c(tmp_path):
-    with empty_database(tmp_path) as database_url:
+    """...and keeps its instance folder to its owner: the database (and SQLite's -wal and
+    -shm), the broker, the outbox, the secret key and beat's schedule, after real use."""
+    instance = tmp_path / "instance"
+    instance.mkdir(mode=0o755)  # as an older version left it
+    instance.chmod(0o755)
+    # On the embedded default the database is the instance folder's own.
+    with empty_database(instance) as database_url:
         port = _free_port()
         env = dict(
             os.environ,
-            INSTANCE_PATH=str(tmp_path / "instance"),
+            INSTANCE_PATH=str(instance),
             PORT=str(port),
             DATABASE_URL=database_url,
             SCHEDULER_TICK_SECONDS="1",
@@ -137,7 +152,7 @@ def test_serve_runs_web_worker_and_scheduler_and_stops_on_ctrl_c(tmp_path):
             assert ready_status == 200
             # serve ran the migrations: a token made now works against the running API.
             created = subprocess.run(
-                [NEEDS_TRACKER, "token", "create", "--role", "reader"],
+                [NEEDS_TRACKER, "token", "create", "--role", "admin"],
                 env=env,
                 capture_output=True,
                 text=True,
@@ -167,18 +182,7 @@ def test_serve_runs_web_worker_and_scheduler_and_stops_on_ctrl_c(tmp_path):
                 time.sleep(0.5)
 
             # serve's on-demand worker: a summary asked for is built too.
-            admin = (
-                subprocess.run(
-                    [NEEDS_TRACKER, "token", "create", "--role", "admin"],
-                    env=env,
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                .stdout.strip()
-                .splitlines()[-1]
-            )
-            bearer = {"Authorization": f"Bearer {admin}", "Content-Type": "application/json"}
+            bearer = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
             ask = urllib.request.Request(
                 f"http://127.0.0.1:{port}/api/v1/summaries", data=b"{}", headers=bearer
             )
@@ -195,6 +199,29 @@ def test_serve_runs_web_worker_and_scheduler_and_stops_on_ctrl_c(tmp_path):
                 assert process.poll() is None, log_path.read_text()
                 assert time.monotonic() < deadline, "the summary asked for was not built in 60 s"
                 time.sleep(0.5)
+
+            # An email to the outbox (no SMTP_HOST), written by serve's worker.
+            def post(path: str, body: dict) -> dict:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}{path}",
+                    data=json.dumps(body).encode(),
+                    headers={
+                        "Authorization": f"Bearer {secret}",
+                        "Content-Type": "application/json",
+                    },
+                )
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    return json.load(response)
+
+            subscription = post(
+                "/api/v1/subscriptions",
+                {"email": "sitrep@ngo.example.org", "cron": "0 7 * * *", "timezone": "UTC"},
+            )
+            post(f"/api/v1/subscriptions/{subscription['id']}/send", {})
+            wait_for(lambda: list((instance / "outbox").glob("*.eml")), timeout=60)
+            if not on_services():
+                assert (instance / "needs-tracker.db-wal").exists()
+            assert not (loose := not_private(instance)), "\n".join(loose)
         finally:
             process.send_signal(signal.SIGINT)
             try:
@@ -205,5 +232,21 @@ def test_serve_runs_web_worker_and_scheduler_and_stops_on_ctrl_c(tmp_path):
             finally:
                 log.close()
         assert process.returncode == 0, log_path.read_text()
+        assert not (loose := not_private(instance)), "\n".join(loose)
+        names = {path.name for path in instance.iterdir()}
+        assert {"secret_key", "outbox"} <= names, names
+        assert any(name.startswith("celerybeat-schedule") for name in names), names
         with socket.socket() as sock:
             assert sock.connect_ex(("127.0.0.1", port)) != 0, "the web server outlived serve"
+
+
+def test_a_token_name_with_invisible_or_line_breaking_characters_is_refused(app):
+    runner = app.test_cli_runner()
+    for name in ("ops\u202eteam", "ops\nforged\tline", "ops\u2028team"):
+        result = runner.invoke(args=["token", "create", "--role", "reader", "--name", name])
+        assert result.exit_code == 2, result.output
+        assert "--name: Must not contain" in result.output
+    listing = runner.invoke(args=["token", "list"]).output
+    assert "forged" not in listing and "\u202e" not in listing
+    made = runner.invoke(args=["token", "create", "--role", "reader", "--name", "Հայ ops"])
+    assert made.exit_code == 0, made.output

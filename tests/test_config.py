@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import subprocess
+
 import pytest
 
 import config
+from service.serve import web_command
+from tests.browser import free_port
 
 
 def test_plain_postgresql_urls_use_the_installed_driver():
@@ -46,3 +52,34 @@ def test_a_bad_setting_names_itself(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(ValueError, match=name):
         config.load()
+
+
+@pytest.mark.parametrize("weak", ["a", "changeme", "x" * 31, "ab" * 40])
+def test_a_weak_secret_key_is_refused_saying_what_to_do(monkeypatch, weak):
+    monkeypatch.setenv("SECRET_KEY", weak)
+    with pytest.raises(ValueError, match="SECRET_KEY") as refused:
+        config.load()
+    assert "token_urlsafe" in str(refused.value)
+
+
+def test_a_strong_secret_key_or_none_starts(monkeypatch):
+    monkeypatch.setenv("SECRET_KEY", secrets.token_urlsafe(48))
+    assert len(config.load()["SECRET_KEY"]) == 64
+    monkeypatch.setenv("SECRET_KEY", secrets.token_hex(16))  # 32 hex digits will do
+    assert len(config.load()["SECRET_KEY"]) == 32
+    monkeypatch.setenv("SECRET_KEY", "")
+    assert config.load()["SECRET_KEY"] == ""  # the instance's generated key, then
+
+
+def test_the_web_server_will_not_start_with_a_weak_secret_key(tmp_path):
+    """The real gunicorn, as `serve` and compose run it: it stops at once, saying why."""
+    env = dict(os.environ, SECRET_KEY="a", INSTANCE_PATH=str(tmp_path))
+    started = subprocess.run(
+        web_command(free_port(), str(tmp_path)),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert started.returncode != 0
+    assert "SECRET_KEY is too short (1 characters" in started.stderr + started.stdout

@@ -10,6 +10,7 @@ import base64
 import io
 import json
 import re
+import uuid
 import zlib
 from datetime import UTC, datetime, timedelta
 
@@ -74,7 +75,7 @@ def test_pages_ask_for_sign_in_first(client):
     assert posted.headers["Location"].startswith("/sign-in")
 
 
-def test_sign_in_keeps_only_the_token_id_in_an_httponly_samesite_cookie(app, auth):
+def test_sign_in_keeps_only_a_session_id_in_an_httponly_samesite_cookie(app, auth):
     secret = auth.token("reader")
     client = app.test_client()
     response = client.post(
@@ -87,8 +88,8 @@ def test_sign_in_keeps_only_the_token_id_in_an_httponly_samesite_cookie(app, aut
     assert "SameSite=Lax" in cookie
     assert "Secure" not in cookie  # SESSION_COOKIE_SECURE is off for localhost by default
     payload = session_payload(cookie.split(";")[0].split("=", 1)[1])
-    assert set(payload) <= {"token_id", "csrf_token", "_flashes"}
-    assert isinstance(payload["token_id"], int)
+    assert set(payload) <= {"session_id", "csrf_token", "_flashes"}
+    assert uuid.UUID(payload["session_id"])  # a server-side session's id, not the token
     assert secret not in cookie and secret[3:20] not in cookie
     assert client.get("/").status_code == 200
 
@@ -305,3 +306,50 @@ def test_the_time_axis_folds_long_gaps_into_a_break():
 )
 def test_chart_ticks_are_round_numbers(maximum, ticks):
     assert charts.nice_ticks(maximum) == ticks
+
+
+EXTREME_MOMENTS = [
+    "0001-01-01T00:00:00+05:00",  # no UTC equivalent
+    "9999-12-31T23:59:59-05:00",  # nor this
+    "0001-01-01T00:00:00Z",  # the earliest moment there is
+    "9999-12-31T23:59:59Z",  # the latest
+]
+
+
+def test_an_out_of_range_moment_is_a_400_or_a_page_never_a_500(app, client, auth):
+    a_situation(app, client, auth)
+    page = signed_in(app, auth.token("reader"))
+    reader = auth.headers("reader")
+    for moment in EXTREME_MOMENTS:
+        shown = page.get("/", query_string={"at": moment})
+        if moment.endswith("Z"):
+            assert shown.status_code == 200, (moment, shown.get_data(as_text=True))
+        else:
+            assert shown.status_code == 400, (moment, shown.get_data(as_text=True))
+            assert "`at` is out of range" in shown.get_data(as_text=True)
+        for name in ("since", "until"):
+            listed = client.get("/api/v1/summaries", query_string={name: moment}, headers=reader)
+            assert listed.status_code in (200, 422), listed.get_data(as_text=True)
+        asked = client.post("/api/v1/summaries", json={"as_of": moment}, headers=auth.admin)
+        assert asked.status_code in (200, 201, 202, 422), asked.get_data(as_text=True)
+
+
+def test_signing_out_ends_the_session_on_the_server(app, auth):
+    """A copy of the cookie (a shared machine, a proxy's log) is worth nothing once its
+    browser signed out, though the token itself stays valid."""
+    secret = auth.token("reader")
+    client = signed_in(app, secret)
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    copied = app.test_client()
+    copied.set_cookie("session", cookie.value)
+    assert copied.get("/").status_code == 200
+
+    client.post("/sign-out", data={"csrf_token": csrf_token(client, "/")})
+
+    replayed = app.test_client()
+    replayed.set_cookie("session", cookie.value)
+    response = replayed.get("/")
+    assert response.status_code == 303
+    assert response.headers["Location"].startswith("/sign-in")
+    assert signed_in(app, secret).get("/").status_code == 200  # the token still signs in

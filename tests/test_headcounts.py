@@ -18,11 +18,12 @@ NOW = datetime.now(UTC)
 LATEST = NOW + timedelta(minutes=2)
 THOROUGH = settings(max_examples=300, deadline=None, database=None)
 
-text = (
-    st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters=";:"), min_size=1)
-    .map(str.strip)
-    .filter(bool)
+# Sound text: no surrogates, controls, invisible format characters or line separators
+# (rules.text refuses those).
+SOUND = st.characters(
+    blacklist_categories=("Cs", "Cc", "Cf", "Zl", "Zp"), blacklist_characters=";:"
 )
+text = st.text(SOUND, min_size=1).map(str.strip).filter(bool)
 
 
 @st.composite

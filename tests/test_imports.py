@@ -630,3 +630,25 @@ def test_a_jobs_error_rows_show_as_its_chunks_are_written(app, client, auth, mon
         importing.run_import(job.id, on_progress=watch)
 
     assert shown == [[3], [3], [3, 7]]
+
+
+@pytest.mark.parametrize("number", ["\u0661\u0662", "\uff15", "4\u0662", "\u00b2"])
+def test_a_count_not_written_in_ascii_digits_is_an_error_row(app, client, auth, tmp_path, number):
+    """`١٢` (Arabic-Indic) and `５` (full-width) are digits to Python's int(), not to a
+    spreadsheet: refused in every count and severity cell, on the quick path and the
+    careful one alike."""
+    group = create_group(client, auth.admin, CENTRE)
+    base = {"group_id": group["id"], "observed_at": hours_ago(1)}
+    rows = [
+        {**base, "total": number},
+        {**base, "total": 40, **SADD_40, "male_0_4": number},
+        {**base, "total": 40, "injured": number},
+        {**base, "total": 40, "needs": f"water:{number}"},
+    ]
+    result = app.test_cli_runner().invoke(args=["import", str(write(tmp_path, rows))])
+
+    assert "4 rows: 0 stored, 0 already imported, 4 failed" in result.output, result.output
+    failed = {(int(e["row"]), e["field"]) for e in read_errors(tmp_path / "day.errors.csv")}
+    assert failed >= {(2, "total"), (3, "sadd.male_0_4"), (4, "vulnerable.injured")}
+    assert (5, "needs.0.severity") in failed or (5, "needs") in failed
+    assert count_rows(app, Report) == 0

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from celery.contrib.testing.worker import start_worker
 
+from service import handoff
 from service.domain import deliveries, subscriptions
 from service.domain.callers import OPERATOR
 from service.extensions import db
@@ -33,7 +34,8 @@ from tests.helpers import (
     wait_for,
 )
 from tests.smtp import SmtpServer, accept_login, self_signed_certificate, server_tls_context
-from tests.test_subscriptions import EMAIL, deliveries_of, set_watermark, subscribe
+from tests.test_dashboard import signed_in
+from tests.test_subscriptions import EMAIL, deliveries_of, dispatch_at, set_watermark, subscribe
 from workers.tasks import attempt_delivery, dispatch_subscriptions
 
 
@@ -538,3 +540,102 @@ def test_worker_logs_carry_no_unsubscribe_token(app, client, auth, smtp_server, 
     ours = [r for r in caplog.records if r.name != "mail.log"]
     assert any(r.getMessage() == "delivery sent" for r in ours)
     assert not [r for r in ours if token in r.getMessage() or token in str(r.__dict__)]
+
+
+def dashboard_page(app, secret: str) -> str:
+    return signed_in(app, secret).get("/").get_data(as_text=True)
+
+
+def scheduled_deliveries(app, subscription_id: str, moments: list[datetime]) -> list[uuid.UUID]:
+    """The scheduler's dispatch at each moment, each delivery handed to the worker."""
+    created = []
+    for moment in moments:
+        ids = dispatch_at(app, moment)
+        with app.app_context():
+            assert handoff.send_deliveries(ids) == []
+        created += ids
+    return created
+
+
+def statuses(app, subscription_id: str) -> list[str]:
+    return [d.status.value for d in deliveries_of(app, subscription_id)]
+
+
+def test_an_address_refused_again_and_again_is_suspended_shown_and_resumed(
+    app, client, auth, smtp_server, celery_worker
+):
+    admin = auth.admin
+    situation(app, client, admin)
+    subscription = subscribe(client, admin, email="gone@ngo.example.org", cron="* * * * *")
+    sid = subscription["id"]
+    smtp_server.refuse("gone@ngo.example.org", "550 5.1.1 No such mailbox here")
+    limit = app.config["SUBSCRIPTION_SUSPEND_AFTER"]
+    assert limit == 3  # the default
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=10)
+    set_watermark(app, sid, start)
+    slots = [start + timedelta(minutes=n, seconds=5) for n in range(1, 8)]
+
+    # Two slots refused: still active (one refusal can be the server's mistake).
+    scheduled_deliveries(app, sid, slots[:2])
+    wait_for(lambda: statuses(app, sid) == ["failed", "failed"])
+    shown = client.get(f"/api/v1/subscriptions/{sid}", headers=admin).get_json()
+    assert (shown["status"], shown["suspended_at"]) == ("active", None)
+
+    # The third in a row suspends it: shown with since when and why ...
+    scheduled_deliveries(app, sid, slots[2:3])
+    wait_for(lambda: statuses(app, sid) == ["failed"] * 3)
+    shown = client.get(f"/api/v1/subscriptions/{sid}", headers=admin).get_json()
+    assert shown["status"] == "suspended"
+    assert datetime.fromisoformat(shown["suspended_at"]) > start
+    assert "refused the address 3 times in a row" in shown["suspended_reason"]
+    assert "550 5.1.1 No such mailbox here" in shown["suspended_reason"]
+    assert shown["next_run_at"] is None
+    suspensions = [e for e in audit_events(app) if e["action"] == "subscription.suspend"]
+    assert len(suspensions) == 1
+    page = dashboard_page(app, auth.token("admin"))
+    assert "Suspended email subscriptions" in page and "gone@ngo.example.org" in page
+    assert "No such mailbox here" in page
+    assert "gone@ngo.example.org" not in dashboard_page(app, auth.token("reader"))
+
+    # ... and the next slots make no delivery at all.
+    assert scheduled_deliveries(app, sid, slots[3:5]) == []
+    assert statuses(app, sid) == ["failed"] * 3
+
+    # The admin resumes it once the address is fixed: the next slot is sent.
+    smtp_server.handler.refuse.clear()
+    resumed = client.post(f"/api/v1/subscriptions/{sid}/resume", headers=admin)
+    assert resumed.status_code == 200, resumed.get_json()
+    assert (resumed.get_json()["status"], resumed.get_json()["suspended_at"]) == ("active", None)
+    after = datetime.now(UTC) + timedelta(minutes=1, seconds=5)
+    (delivery_id,) = dispatch_at(app, after)
+    # Sent once it no longer waits for a summary of its own period (none is being built).
+    late = after + timedelta(seconds=app.config["SUMMARY_BUILD_TIMEOUT_SECONDS"] + 1)
+    with app.app_context():
+        assert attempt_delivery(delivery_id, late).status == "sent"
+    assert len(smtp_server.received) == 1
+    assert smtp_server.received[0].message["To"] == "gone@ngo.example.org"
+    assert smtp_server.received[0].rcpt_tos == ["gone@ngo.example.org"]
+
+
+def test_a_sent_email_starts_the_refusals_in_a_row_again(app, client, auth, smtp_server):
+    admin = auth.admin
+    situation(app, client, admin)
+    sid = subscribe(client, admin, email="flaky@ngo.example.org")["id"]
+
+    def manual_attempt() -> str:
+        with app.app_context():
+            delivery_id = deliveries.request_send(OPERATOR, uuid.UUID(sid)).id
+            db.session.commit()
+            return attempt_delivery(delivery_id).status
+
+    for refused in (True, True, False, True, True):
+        if refused:
+            smtp_server.refuse("flaky@ngo.example.org", "550 5.7.1 Not now, not ever")
+        else:
+            smtp_server.handler.refuse.clear()
+        assert manual_attempt() == ("failed" if refused else "sent")
+    shown = client.get(f"/api/v1/subscriptions/{sid}", headers=admin).get_json()
+    assert shown["status"] == "active"  # 2, then a sent one, then 2: never 3 in a row
+    assert manual_attempt() == "failed"
+    shown = client.get(f"/api/v1/subscriptions/{sid}", headers=admin).get_json()
+    assert shown["status"] == "suspended"

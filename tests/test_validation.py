@@ -746,3 +746,51 @@ def test_implausibly_old_observation_is_refused(client, auth):
     assert response.get_json()["errors"] == [
         {"field": "observed_at", "message": "Must be in 2000 or later; check the year."}
     ]
+
+
+# --- invisible and text-direction characters ---------------------------------------------
+
+HIDDEN = [
+    "Hangar\u200b7",  # zero-width space
+    "\u202eselimaf 7 ragnaH",  # right-to-left override
+    "Hangar \u2066 7\u2069",  # left-to-right isolate
+    "Hangar\u00ad7",  # soft hyphen
+    "\ufeffHangar 7",  # byte-order mark
+    "Hangar\u20607",  # word joiner
+    "Hangar\u20287",  # line separator
+    "Hangar\u20297",  # paragraph separator
+]
+
+
+@pytest.mark.parametrize("label", HIDDEN)
+def test_a_label_with_invisible_or_direction_characters_is_422(app, client, auth, label):
+    for field in ("label", "origin"):
+        body = {"site_id": CENTRE, "label": "Hangar 7", field: label}
+        response = client.post("/api/v1/groups", json=body, headers=auth.admin)
+        problem = assert_problem(response, 422, field)
+        message = next(e["message"] for e in problem["errors"] if e["field"] == field)
+        assert "U+" in message, message
+
+
+@pytest.mark.parametrize("name", ["Goris\u2028school", "Goris\u202e", "Go\u200bris"])
+def test_a_site_name_with_a_separator_or_invisible_character_is_422(client, auth, name):
+    response = client.post(
+        "/api/v1/sites",
+        json={"id": "goris-school", "name": name, "kind": "other"},
+        headers=auth.admin,
+    )
+    assert_problem(response, 422, "name")
+
+
+@pytest.mark.parametrize(
+    "label",
+    [
+        "\u0531\u0580\u0581\u0561\u056d\u056b \u0564\u057a\u0580\u0578\u0581",  # Armenian
+        "\u0428\u043a\u043e\u043b\u0430 \u2116 5",  # Russian
+        "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",  # Persian, with a ZWNJ
+        "\u0915\u094d\u200d\u0937",  # Devanagari, with a ZWJ
+    ],
+)
+def test_labels_in_other_scripts_are_kept_as_written(client, auth, label):
+    group = create_group(client, auth.admin, CENTRE, label=label, origin=label)
+    assert (group["label"], group["origin"]) == (label, label)

@@ -1,7 +1,7 @@
 """one on-demand summary per as_of: the same moment asked twice is one summary
 
 Revision ID: 0007_one_summary_per_moment
-Revises: 0005_import_jobs
+Revises: 0006_sessions_and_suspensions
 Create Date: 2026-11-29 12:50:00
 
 Summaries asked for before this could repeat a moment (each request built its own).
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_one_summary_per_moment"
-down_revision = "0005_import_jobs"
+down_revision = "0006_sessions_and_suspensions"
 branch_labels = None
 depends_on = None
 

@@ -131,9 +131,27 @@ class SubscriptionOut(Schema):
     formats = fields.List(fields.String())
     created_at = fields.AwareDateTime()
     next_run_at = fields.Function(
-        lambda s: _iso(domain.next_moment(s.cron, s.timezone, s.last_checked_at)),
-        metadata={"description": "The next scheduled moment a report is sent for (UTC)."},
+        lambda s: (
+            None
+            if s.suspended_at
+            else _iso(domain.next_moment(s.cron, s.timezone, s.last_checked_at))
+        ),
+        metadata={
+            "description": "The next scheduled moment a report is sent for (UTC); null while "
+            "suspended."
+        },
     )
+    status = fields.Function(
+        lambda s: "suspended" if s.suspended_at else "active",
+        metadata={
+            "description": "`suspended`: the mail server refused the address for good "
+            "SUBSCRIPTION_SUSPEND_AFTER times in a row; nothing scheduled is sent until an "
+            "admin resumes it (POST .../resume).",
+            "enum": ["active", "suspended"],
+        },
+    )
+    suspended_at = fields.AwareDateTime(allow_none=True)
+    suspended_reason = fields.String(allow_none=True)
 
 
 class DeliveryOut(Schema):
@@ -198,6 +216,19 @@ class SubscriptionById(MethodView):
         """Stop a subscription. Nothing more is sent; its delivery log is kept."""
         domain.delete_subscription(current_caller(), subscription_id)
         db.session.commit()
+
+
+@blp.route("/<uuid:subscription_id>/resume")
+class Resume(MethodView):
+    @requires(Role.admin)
+    @blp.response(200, SubscriptionOut)
+    def post(self, subscription_id: uuid.UUID) -> Subscription:
+        """Resume a suspended subscription (once its address is fixed): its next scheduled
+        moment is sent again; the ones passed while suspended are not. Resuming an active
+        one changes nothing."""
+        subscription = domain.resume_subscription(current_caller(), subscription_id)
+        db.session.commit()
+        return subscription
 
 
 @blp.route("/<uuid:subscription_id>/send")

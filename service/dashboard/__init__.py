@@ -1,10 +1,11 @@
 """The dashboard at `/`: the latest situation summary on a screen, for coordination meetings.
 
 Server-rendered HTML and SVG (no script, no CDN). Sign-in is with an API token, once:
-the session cookie then carries only the token's id (never the secret), signed with
-SECRET_KEY, HttpOnly and SameSite=Lax; every request checks again that the token is
-not revoked. Forms carry a CSRF token (Flask-WTF). The overview reloads itself with
-`<meta http-equiv="refresh">` every DASHBOARD_REFRESH_SECONDS.
+the session cookie then carries only the id of a server-side session (never the token),
+signed with SECRET_KEY, HttpOnly and SameSite=Lax; every request checks again that the
+session has not ended (signing out ends it) and the token is not revoked. Forms carry
+a CSRF token (Flask-WTF). The overview reloads itself with `<meta http-equiv="refresh">`
+every DASHBOARD_REFRESH_SECONDS.
 
 What each role sees follows the API (the rule is `Caller.sees_groups_of`): everyone
 sees the summaries (site-level figures); the labels and figures of single groups named
@@ -40,13 +41,13 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from service import handoff
 from service import importing as import_runs
 from service.dashboard import charts
-from service.domain import history, visibility
+from service.domain import history, rules, sessions, subscriptions, visibility
 from service.domain import imports as importing
 from service.domain import summaries as summaries_domain
 from service.domain.callers import Caller
 from service.domain.errors import DomainError
 from service.domain.imports import jobs as import_jobs
-from service.domain.tokens import caller_for_secret, caller_for_token
+from service.domain.tokens import caller_for_secret
 from service.errors import Problem, status_of, status_title
 from service.extensions import csrf, db
 from service.models import Group, ImportStatus, Role, Summary, SummaryStatus
@@ -80,12 +81,19 @@ IMPORT_REFRESH_SECONDS = 2  # an import's page reloads this often while it runs
 # --- who is signed in ------------------------------------------------------------------
 
 
+def _session_id() -> uuid.UUID | None:
+    try:
+        return uuid.UUID(session.get("session_id"))
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
 def signed_in_caller() -> Caller | None:
-    token_id = session.get("token_id")
-    if not isinstance(token_id, int):
+    session_id = _session_id()
+    if session_id is None:
         return None
     with looking_up():
-        return caller_for_token(token_id)
+        return sessions.caller_for_session(session_id)
 
 
 @blp.before_request
@@ -94,7 +102,7 @@ def require_sign_in() -> Response | None:
         return None
     caller = signed_in_caller()
     if caller is None:
-        session.pop("token_id", None)
+        session.pop("session_id", None)
         target = request.full_path if request.method == "GET" else None
         return redirect(url_for("dashboard.sign_in", next=target), 303)
     g.caller = caller
@@ -158,12 +166,17 @@ def sign_in() -> Any:
             error="This token is unknown or revoked. Ask the coordination lead for one.",
         ), 401
     session.clear()
-    session["token_id"] = caller.token_id
+    session["session_id"] = str(sessions.start(caller))
+    db.session.commit()
     return redirect(safe_next(request.form.get("next")), 303)
 
 
 @blp.post("/sign-out")
 def sign_out() -> Response:
+    session_id = _session_id()
+    if session_id is not None:
+        sessions.end(session_id)
+        db.session.commit()
     session.clear()
     flash("Signed out.")
     return redirect(url_for("dashboard.sign_in"), 303)
@@ -181,7 +194,12 @@ def _moment(raw: str | None) -> datetime | None:
         raise Problem(400, "Give `at` as an ISO 8601 moment, e.g. 2023-09-25T12:00:00Z.") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return rules.in_utc(moment)
+    except rules.RuleError:
+        raise Problem(
+            400, "`at` is out of range: give an ISO 8601 moment in years 1 to 9999 UTC."
+        ) from None
 
 
 def _ready() -> Any:
@@ -282,6 +300,8 @@ def overview() -> Any:
         "refresh": refresh,
         "can_request": caller.role in (Role.admin, Role.coordinator),
         "at": at,
+        "suspended": subscriptions.suspended() if caller.is_admin else [],
+        "iso": iso,
     }
     if summary is None:
         return render_template("dashboard/overview.html", summary=None, **context)
@@ -311,7 +331,6 @@ def overview() -> Any:
         earlier=neighbour(summary, later=False),
         later=neighbour(summary, later=True),
         need_units=NEED_UNITS,
-        iso=iso,
         **context,
     )
 
@@ -332,6 +351,16 @@ def request_summary() -> Response:
         f"A summary as of {summary.as_of:%d %b %Y %H:%M} UTC was requested; it shows here "
         "when a worker has built it."
     )
+    return redirect(url_for("dashboard.overview"), 303)
+
+
+@blp.post("/subscriptions/<uuid:subscription_id>/resume")
+def resume_subscription(subscription_id: uuid.UUID) -> Response:
+    """Resume a suspended subscription (admins), as POST .../resume does in the API."""
+    caller: Caller = g.caller
+    subscription = subscriptions.resume_subscription(caller, subscription_id)
+    db.session.commit()
+    flash(f"Reports to {subscription.email} are sent again from the next scheduled moment.")
     return redirect(url_for("dashboard.overview"), 303)
 
 

@@ -100,3 +100,5 @@ def _listed(site_ids: frozenset[str]) -> str:
 OPERATOR = Caller(token_id=None, name="operator (command line)", role=Role.admin)
 # The recipient is the one acting when an unsubscribe link is used.
 RECIPIENT = Caller(token_id=None, name="recipient (unsubscribe link)", role=Role.reader)
+# The service itself, acting on what it saw (a subscription suspended after refusals).
+SYSTEM = Caller(token_id=None, name="needs-tracker (automatic)", role=Role.admin)

@@ -28,7 +28,7 @@ from service.domain import audit, summaries
 from service.domain.callers import Caller
 from service.domain.errors import Conflict
 from service.domain.settings import TASK_TIME_LIMIT_SECONDS, setting
-from service.domain.subscriptions import find_subscription, unsubscribe_url
+from service.domain.subscriptions import delivered, find_subscription, refused, unsubscribe_url
 from service.extensions import db
 from service.models import Delivery, DeliveryStatus, Role, Subscription, Summary
 from service.types import utcnow
@@ -86,10 +86,12 @@ class Sent:
 
 @dataclass(frozen=True)
 class NotSent:
-    """The message did not go: `permanent` when trying again cannot help."""
+    """The message did not go: `permanent` when trying again cannot help; `refused` when
+    it is the mail server that said so (SMTP 5xx), not our own failure to compose it."""
 
     reason: str
     permanent: bool
+    refused: bool = False
 
 
 def delivery_state(delivery: Delivery) -> dict[str, Any]:
@@ -171,6 +173,12 @@ def begin(delivery_id: uuid.UUID, now: datetime | None = None) -> Letter | Outco
         return _finish(
             delivery, DeliveryStatus.failed, "The subscription ended before it was sent."
         )
+    if subscription.suspended_at is not None and not delivery.manual:
+        # Queued or retrying when the subscription was suspended. (An admin's manual send
+        # still goes: it is how to try the address again.)
+        return _finish(
+            delivery, DeliveryStatus.failed, "The subscription was suspended before it was sent."
+        )
     if delivery.attempts >= MAX_ATTEMPTS:
         # Tries that never came to an outcome (a worker killed in each of them).
         error = f"Gave up after {delivery.attempts} attempts. {delivery.last_error or ''}"
@@ -210,10 +218,14 @@ def finish(letter: Letter, result: Sent | NotSent, now: datetime | None = None) 
     """Record what sending the letter did; a temporary failure schedules the next try."""
     now = now or utcnow()
     delivery = db.session.get_one(Delivery, letter.delivery_id)
+    subscription = db.session.get_one(Subscription, letter.subscription_id)
     if isinstance(result, NotSent):
         if result.permanent:
+            if result.refused:
+                refused(subscription, result.reason, now)
             return _finish(delivery, DeliveryStatus.failed, result.reason)
         return _temporary(delivery, now, result.reason)
+    delivered(subscription)
     delivery.message_id = result.message_id
     delivery.sent_at = utcnow()
     log.info(

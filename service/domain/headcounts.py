@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import re
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
@@ -249,7 +248,6 @@ CELLS = (
     "needs",
     "note",
 )
-_INTEGER = re.compile(r"[+-]?\d{1,15}")
 _NEED_FIELDS = frozenset({"sector", "severity", "note"})
 
 
@@ -357,10 +355,7 @@ class _Reader:
 
     def integer(self, value: Any) -> int:
         if self.cells:
-            text = value.strip()
-            if not _INTEGER.fullmatch(text):
-                raise RuleError("Not a valid integer.")
-            return int(text)
+            return rules.whole_number(value.strip())
         if type(value) is not int:  # JSON numbers only: not "12", 12.0 or true
             raise RuleError("Not a valid integer.")
         return value

@@ -9,6 +9,7 @@ way everywhere.
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import UTC, datetime
 
 # A site id is a slug. `\Z`, not `$`, which would also match before a trailing newline.
@@ -22,6 +23,17 @@ EARLIEST_OBSERVATION = datetime(2000, 1, 1, tzinfo=UTC)
 # C0 controls and DEL; PostgreSQL refuses NUL outright, and none belong in a label.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _CONTROL_OR_NEWLINE = re.compile(r"[\x00-\x1f\x7f]")
+# Invisible characters (Unicode's "format" category, Cf: zero-width spaces, soft hyphen,
+# byte-order mark, the bidirectional overrides and isolates U+202A-202E, U+2066-2069) make
+# a label read differently from what it is ("Hangar 7" shown as another). Refused, but
+# for the zero-width joiner and non-joiner, which Persian, Hindi and other scripts need to
+# spell words (and emoji sequences use). Line and paragraph separators (U+2028, U+2029)
+# break a line where no newline is allowed, and are not how a note writes one either.
+_JOINERS = frozenset("\u200c\u200d")
+_SEPARATORS = frozenset("\u2028\u2029")
+# A whole number written in a CSV cell: ASCII digits only. Python's int() also reads
+# Arabic-Indic `١٢` and full-width `５`, which a spreadsheet never writes as a number.
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]{1,15}")
 # The whitespace people leave around a value; trimmed before the control check, so a
 # stray trailing newline is forgiven but any other control character is refused.
 _PLAIN_WHITESPACE = " \t\r\n"
@@ -56,6 +68,8 @@ def text(
     pattern = _CONTROL if multiline else _CONTROL_OR_NEWLINE
     if pattern.search(raw.strip(_PLAIN_WHITESPACE)):
         raise RuleError("Must not contain control characters.")
+    if not raw.isascii():
+        _visible(raw)
     value = raw.strip()
     if len(value) > max_length:
         raise RuleError(f"At most {max_length} characters.")
@@ -64,6 +78,26 @@ def text(
             return None
         raise RuleError("Must not be empty.")
     return value
+
+
+def _visible(raw: str) -> None:
+    for character in raw:
+        if character in _SEPARATORS:
+            raise RuleError(
+                f"Must not contain a line or paragraph separator (U+{ord(character):04X})."
+            )
+        if unicodedata.category(character) == "Cf" and character not in _JOINERS:
+            raise RuleError(
+                "Must not contain invisible or text-direction characters "
+                f"(U+{ord(character):04X} {unicodedata.name(character, 'format character')})."
+            )
+
+
+def whole_number(raw: str) -> int:
+    """A whole number as text (a CSV cell): an optional sign and ASCII digits."""
+    if not _WHOLE_NUMBER.fullmatch(raw):
+        raise RuleError("Not a valid integer.")
+    return int(raw)
 
 
 def slug(raw: str) -> str:

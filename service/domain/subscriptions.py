@@ -13,6 +13,10 @@ recipients need the current picture, not a backlog, so after a scheduler outage 
 missed moments are logged and skipped. The unique (subscription, scheduled moment) key
 on deliveries decides between schedulers firing together, retried dispatch tasks and
 restarted workers: one delivery per subscription and moment, whatever happens.
+
+An address the mail server refuses for good (SMTP 5xx) SUBSCRIPTION_SUSPEND_AFTER
+times in a row suspends its subscription: no scheduled deliveries, shown in the API and
+on the dashboard with since when and why, until an admin resumes it.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from service.domain import audit
-from service.domain.callers import RECIPIENT, Caller
+from service.domain.callers import RECIPIENT, SYSTEM, Caller
 from service.domain.errors import FieldError, Invalid, NotFound
 from service.domain.settings import setting
 from service.extensions import db
@@ -131,7 +135,13 @@ def subscription_state(subscription: Subscription) -> dict[str, Any]:
         "site_ids": subscription.site_ids,
         "formats": list(subscription.formats),
         "deleted_at": subscription.deleted_at.isoformat() if subscription.deleted_at else None,
+        "suspended_at": _iso(subscription.suspended_at),
+        "suspended_reason": subscription.suspended_reason,
     }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
 
 
 def _sites(site_ids: list[str]) -> list[Site]:
@@ -208,6 +218,84 @@ def _end(caller: Caller, subscription: Subscription, action: str) -> None:
 
 
 # ---------------------------------------------------------------------------
+# Suspension: an address refused for good, again and again
+# ---------------------------------------------------------------------------
+
+
+def refused(subscription: Subscription, reason: str, now: datetime) -> None:
+    """The mail server refused the address for good (SMTP 5xx): count it, and suspend the
+    subscription at SUBSCRIPTION_SUSPEND_AFTER refusals in a row. Flushed."""
+    subscription.permanent_failures += 1
+    limit = setting("SUBSCRIPTION_SUSPEND_AFTER")
+    if subscription.suspended_at is None and subscription.permanent_failures >= limit:
+        before = subscription_state(subscription)
+        subscription.suspended_at = now
+        subscription.suspended_reason = (
+            f"The mail server refused the address {subscription.permanent_failures} times in "
+            f"a row; the last time: {reason}"
+        )[:1000]
+        db.session.flush()
+        audit.record(
+            SYSTEM,
+            "subscription.suspend",
+            "subscription",
+            subscription.id,
+            before=before,
+            after=subscription_state(subscription),
+        )
+        log.warning(
+            "subscription suspended",
+            extra={
+                "subscription_id": str(subscription.id),
+                "refusals": subscription.permanent_failures,
+            },
+        )
+    db.session.flush()
+
+
+def delivered(subscription: Subscription) -> None:
+    """An email reached the server: the refusals in a row start again from none."""
+    if subscription.permanent_failures:
+        subscription.permanent_failures = 0
+        db.session.flush()
+
+
+def resume_subscription(caller: Caller, subscription_id: uuid.UUID) -> Subscription:
+    """Deliver again (an admin, once the address is fixed or the recipient is back). The
+    moments passed while suspended are not made up: the next report is the next one due."""
+    caller.require_role(Role.admin)
+    subscription = find_subscription(subscription_id)
+    if subscription.suspended_at is None and not subscription.permanent_failures:
+        return subscription
+    before = subscription_state(subscription)
+    subscription.suspended_at = None
+    subscription.suspended_reason = None
+    subscription.permanent_failures = 0
+    subscription.last_checked_at = max(subscription.last_checked_at, utcnow())
+    db.session.flush()
+    audit.record(
+        caller,
+        "subscription.resume",
+        "subscription",
+        subscription.id,
+        before=before,
+        after=subscription_state(subscription),
+    )
+    return subscription
+
+
+def suspended() -> list[Subscription]:
+    """Subscriptions suspended now, the longest-suspended first."""
+    return list(
+        db.session.execute(
+            select(Subscription)
+            .where(Subscription.deleted_at.is_(None), Subscription.suspended_at.is_not(None))
+            .order_by(Subscription.suspended_at, Subscription.id)
+        ).scalars()
+    )
+
+
+# ---------------------------------------------------------------------------
 # Unsubscribe links
 # ---------------------------------------------------------------------------
 
@@ -265,7 +353,11 @@ def dispatch(now: datetime | None = None) -> list[uuid.UUID]:
         select(
             Subscription.id, Subscription.cron, Subscription.timezone, Subscription.last_checked_at
         )
-        .where(Subscription.deleted_at.is_(None), Subscription.last_checked_at < now)
+        .where(
+            Subscription.deleted_at.is_(None),
+            Subscription.suspended_at.is_(None),
+            Subscription.last_checked_at < now,
+        )
         # One order for every scheduler: two dispatching at once lock rows alike.
         .order_by(Subscription.id)
     ).all()
@@ -304,6 +396,7 @@ def _claim_moment(
         .where(
             Subscription.id == subscription_id,
             Subscription.deleted_at.is_(None),
+            Subscription.suspended_at.is_(None),
             Subscription.last_checked_at < now,
         )
         .values(last_checked_at=now)

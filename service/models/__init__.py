@@ -12,7 +12,7 @@ from service.models.subscriptions import (
     subscription_sites,
 )
 from service.models.summaries import Summary, SummaryStatus
-from service.models.tokens import ApiToken, Role, token_sites
+from service.models.tokens import ApiToken, DashboardSession, Role, token_sites
 
 __all__ = [
     "NEEDS_SECTORS",
@@ -20,6 +20,7 @@ __all__ = [
     "VULNERABLE_KEYS",
     "ApiToken",
     "AuditEvent",
+    "DashboardSession",
     "Delivery",
     "DeliveryStatus",
     "Group",

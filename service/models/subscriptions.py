@@ -26,8 +26,9 @@ class Subscription(db.Model):
     """An email address that gets situation reports on a cron schedule in a time zone.
 
     Deleting one (by the API or its unsubscribe link) sets `deleted_at`: no more
-    deliveries, and the delivery log stays. `last_checked_at` is the dispatcher's
-    watermark: every scheduled moment up to it has been dealt with.
+    deliveries, and the delivery log stays. A suspended one (its address refused again
+    and again) gets no scheduled deliveries until an admin resumes it. `last_checked_at`
+    is the dispatcher's watermark: every scheduled moment up to it has been dealt with.
     """
 
     __tablename__ = "subscriptions"
@@ -43,6 +44,12 @@ class Subscription(db.Model):
     created_by: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id"))
     deleted_at: Mapped[datetime | None]
     last_checked_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Permanent refusals (SMTP 5xx) in a row; a sent email sets it back to 0. At
+    # SUBSCRIPTION_SUSPEND_AFTER the subscription is suspended: no scheduled deliveries
+    # until an admin resumes it.
+    permanent_failures: Mapped[int] = mapped_column(default=0)
+    suspended_at: Mapped[datetime | None]
+    suspended_reason: Mapped[str | None] = mapped_column(Text)
 
     sites: Mapped[list[Site]] = relationship(
         secondary=subscription_sites, lazy="selectin", order_by=Site.id

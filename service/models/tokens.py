@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import enum
+import uuid
 from datetime import datetime
 
 from sqlalchemy import Column, Enum, ForeignKey, String, Table
@@ -44,3 +45,15 @@ class ApiToken(db.Model):
     @property
     def site_ids(self) -> list[str]:
         return sorted(site.id for site in self.sites)
+
+
+class DashboardSession(db.Model):
+    """A browser signed in to the dashboard. Its signed cookie names this row (never the
+    token); signing out ends the row, so a copy of the cookie is refused afterwards."""
+
+    __tablename__ = "dashboard_sessions"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
