@@ -38,7 +38,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from service import handoff
 from service import importing as import_runs
 from service.dashboard import charts
-from service.domain import history
+from service.domain import history, suppression
 from service.domain import imports as importing
 from service.domain import summaries as summaries_domain
 from service.domain.callers import Caller
@@ -231,7 +231,24 @@ def site_flags(site: dict[str, Any], labels: dict[str, str]) -> list[dict[str, A
     return list(kinds.values())
 
 
-def history_chart(summary: Summary, document: dict[str, Any]) -> charts.LineChart | None:
+def history_chart(
+    summary: Summary, document: dict[str, Any], caller: Caller
+) -> charts.LineChart | None:
+    if not caller.sees_exact_figures:
+        # Readers: the total of each summary as they see it, no site's line, and no
+        # departures (a step in their line is one group's count).
+        threshold = current_app.config["SMALL_CELL_THRESHOLD"]
+        points = history.readers_history(threshold)
+        if not points:
+            return None
+        moments = [p.as_of for p in points]
+        return charts.line_chart(
+            moments,
+            [("All sites", [p.people for p in points], charts.TOTAL_COLOUR, False)],
+            links=[url_for("dashboard.overview", at=iso(m)) for m in moments],
+            titles=[f"{p.as_of:%d %b %Y %H:%M} UTC: {p.people:,} waiting" for p in points],
+            current=summary.as_of,
+        )
     points = history.people_history()
     if not points:
         return None
@@ -276,7 +293,8 @@ def overview() -> Any:
     }
     if summary is None:
         return render_template("dashboard/overview.html", summary=None, **context)
-    document = summary.document or {}
+    threshold = current_app.config["SMALL_CELL_THRESHOLD"]
+    document = suppression.view(summary.document or {}, caller.sees_exact_figures, threshold)
     labels = group_labels(document, caller)
     sites = []
     for site in document["sites"]:
@@ -290,15 +308,18 @@ def overview() -> Any:
                 "flag_kinds": site_flags(site, labels),
             }
         )
-    bars = charts.bar_chart([(s["name"], s["people"], s["capacity"]) for s in sites])
+    # A suppressed site has no bar: its length would give the figure away.
+    bars = charts.bar_chart(
+        [(s["name"], s["people"], s["capacity"]) for s in sites if s["people"] is not None]
+    )
     return render_template(
         "dashboard/overview.html",
         summary=summary,
         document=document,
-        totals=document["totals"],
-        sites=sites,
+        totals=suppression.marked(document["totals"], threshold),
+        sites=[suppression.marked(site, threshold) for site in sites],
         bars=bars,
-        line=history_chart(summary, document),
+        line=history_chart(summary, document, caller),
         earlier=neighbour(summary, later=False),
         later=neighbour(summary, later=True),
         need_units=NEED_UNITS,
@@ -380,6 +401,8 @@ def import_job(job_id: uuid.UUID) -> Any:
 
 @blp.app_template_filter("num")
 def number(value: Any) -> str:
+    if isinstance(value, str):
+        return value  # a suppressed figure's mark: "< 5"
     if value is None:
         return "–"
     if isinstance(value, float) and not value.is_integer():
@@ -388,7 +411,9 @@ def number(value: Any) -> str:
 
 
 @blp.app_template_filter("signed")
-def signed(value: int | None) -> Markup:
+def signed(value: int | str | None) -> Markup:
+    if isinstance(value, str):
+        return Markup('<span class="change none">{}</span>').format(value)
     if not value:
         return Markup('<span class="change none">±0</span>')
     kind = "up" if value > 0 else "down"

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import or_, select
 
+from service.domain import suppression
 from service.domain.counting import latest_report
 from service.extensions import db
 from service.models import GroupStatus, GroupStatusChange, Report, Summary, SummaryStatus
@@ -36,6 +37,7 @@ class Point:
 
 
 _cache: dict[uuid.UUID, Point] = {}
+_readers: dict[tuple[uuid.UUID, int], int | None] = {}
 _lock = threading.Lock()
 
 
@@ -46,6 +48,26 @@ def _point(summary_id: uuid.UUID, as_of: datetime, document: dict[str, Any]) -> 
         people=int(document["totals"]["people"]),
         sites={s["site_id"]: int(s["people"]) for s in document["sites"]},
     )
+
+
+def readers_history(threshold: int, limit: int = HISTORY_POINTS) -> list[Point]:
+    """The same points as readers see them: the total of each summary's reader view
+    (points whose total is suppressed are left out) and no site's figures."""
+    points = []
+    for point in people_history(limit):
+        key = (point.summary_id, threshold)
+        with _lock:
+            people = _readers.get(key, -1)
+        if people == -1:
+            document = db.session.get_one(Summary, point.summary_id).document or {}
+            people = suppression.for_readers(document, threshold)["totals"]["people"]
+            with _lock:
+                if len(_readers) > _CACHE_LIMIT:
+                    _readers.clear()
+                _readers[key] = people
+        if people is not None:
+            points.append(Point(point.summary_id, point.as_of, people, {}))
+    return points
 
 
 def people_history(limit: int = HISTORY_POINTS) -> list[Point]:

@@ -103,6 +103,11 @@ def exact(document: dict[str, Any], threshold: int) -> dict[str, Any]:
     return {**document, "suppression": {"threshold": threshold, "applied": False, "cells": 0}}
 
 
+def view(document: dict[str, Any], exact_figures: bool, threshold: int) -> dict[str, Any]:
+    """The summary as a caller sees it: exact, or with small cells suppressed."""
+    return exact(document, threshold) if exact_figures else for_readers(document, threshold)
+
+
 def restricted(view: dict[str, Any], site_ids: list[str] | None) -> dict[str, Any]:
     """A view over some of the sites (an email's subscription): the totals are over
     those sites, and a total whose column holds a hidden cell there is hidden too (it
@@ -142,6 +147,19 @@ def mark(entry: dict[str, Any], field: str, threshold: int) -> str | None:
     if kind is None:
         return None
     return f"< {threshold}" if kind == BELOW else "suppressed"
+
+
+def marked(entry: dict[str, Any], threshold: int) -> dict[str, Any]:
+    """A site's entry (or the totals) with each suppressed figure replaced by its mark,
+    for pages and emails that print figures as they come."""
+    out = copy.deepcopy(entry)
+    for path in entry.get("suppressed") or {}:
+        into = out
+        steps = path.split(".")
+        for step in steps[:-1]:
+            into = into[step]
+        into[steps[-1]] = mark(entry, path, threshold)
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -380,8 +398,17 @@ def _keep(flag: dict[str, Any], entry: dict[str, Any]) -> bool:
 
 
 def _reader_flag(flag: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    """A flag as a reader sees it: site-level figures only where they are shown, never a
+    group's id or count."""
     code = flag.get("code", "")
-    return {"code": code, "message": _READER_MESSAGES.get(code, "See the data-quality flags.")}
+    people, without = entry.get("people"), entry.get("people_without_sadd")
+    if code == "breakdown_missing" and people is not None and without is not None:
+        message = f"No sex-and-age breakdown for {without} of {people} people."
+    elif code == "over_capacity" and people is not None:
+        message = f"{people} people for a capacity of {entry.get('capacity')}."
+    else:
+        message = _READER_MESSAGES.get(code, "See the data-quality flags.")
+    return {"code": code, "message": message}
 
 
 def _total_of(totals: dict[str, Any], sites: list[dict[str, Any]], field: Field) -> None:
