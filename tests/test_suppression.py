@@ -287,7 +287,7 @@ def recoverable(view: dict[str, Any], original: dict[str, Any], threshold: int) 
 # ---------------------------------------------------------------------------
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sites_strategy, st.sampled_from([3, 5]))
 def test_no_hidden_small_cell_can_be_recovered_from_totals_and_siblings(raw, threshold):
     original = build(raw)
@@ -295,7 +295,7 @@ def test_no_hidden_small_cell_can_be_recovered_from_totals_and_siblings(raw, thr
     assert recoverable(view, original, threshold) == []
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(sites_strategy, st.sampled_from([3, 5]))
 def test_a_reader_sees_no_figure_below_the_threshold_and_what_is_shown_is_exact(raw, threshold):
     original = build(raw)
