@@ -35,8 +35,6 @@ COLUMNS: list[tuple[str, str]] = [
     ("reported_needs", "#sector+needs"),
     ("flags", "#status+flags"),
 ]
-TEXT_COLUMNS = {"site_id", "site_name", "pcode", "as_of", "reported_needs", "flags"}
-NUMERIC = [header for header, _ in COLUMNS if header not in TEXT_COLUMNS]
 
 
 def neutralise(value: Any) -> Any:
@@ -68,7 +66,7 @@ FIELDS: dict[str, str] = {
 
 
 def site_rows(
-    document: dict[str, Any], site_ids: Collection[str] | None = None, threshold: int = 5
+    document: dict[str, Any], site_ids: Collection[str] | None, threshold: int
 ) -> list[dict]:
     """A flat row per site, then the total over those sites. A suppressed figure (a
     reader's view) is written "< 5" when small, "suppressed" when hidden to protect one."""
@@ -105,7 +103,8 @@ def to_csv(
     document: dict[str, Any],
     site_ids: Collection[str] | None = None,
     hxl: bool = False,
-    threshold: int = 5,
+    *,
+    threshold: int,
 ) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")

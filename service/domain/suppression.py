@@ -108,13 +108,13 @@ def view(document: dict[str, Any], exact_figures: bool, threshold: int) -> dict[
     return exact(document, threshold) if exact_figures else for_readers(document, threshold)
 
 
-def restricted(view: dict[str, Any], site_ids: list[str] | None) -> dict[str, Any]:
+def restricted(seen: dict[str, Any], site_ids: list[str] | None) -> dict[str, Any]:
     """A view over some of the sites (an email's subscription): the totals are over
     those sites, and a total whose column holds a hidden cell there is hidden too (it
     would give the hidden cells' sum away)."""
     if not site_ids:
-        return view
-    sites = [s for s in view["sites"] if s["site_id"] in site_ids]
+        return seen
+    sites = [s for s in seen["sites"] if s["site_id"] in site_ids]
     totals: dict[str, Any] = {"suppressed": {}}
     for field in [*COLUMNS, ("groups",), ("departures", "groups"), ("change_since_previous",)]:
         _total_of(totals, sites, field)
@@ -122,13 +122,13 @@ def restricted(view: dict[str, Any], site_ids: list[str] | None) -> dict[str, An
         _total_of(totals, sites, ("needs", unit))
     totals["sites"] = sum(1 for s in sites if s["groups"])
     totals["reported_needs"] = (
-        view["totals"].get("reported_needs", []) if len(sites) == len(view["sites"]) else []
+        seen["totals"].get("reported_needs", []) if len(sites) == len(seen["sites"]) else []
     )
     return {
-        **view,
+        **seen,
         "sites": sites,
         "totals": totals,
-        "flags": [f for f in view["flags"] if f["site_id"] in site_ids],
+        "flags": [f for f in seen["flags"] if f["site_id"] in site_ids],
     }
 
 
