@@ -234,31 +234,24 @@ def site_flags(site: dict[str, Any], labels: dict[str, str]) -> list[dict[str, A
 def history_chart(
     summary: Summary, document: dict[str, Any], caller: Caller
 ) -> charts.LineChart | None:
-    if not caller.sees_exact_figures:
-        # Readers: the total of each summary as they see it, no site's line, and no
-        # departures (a step in their line is one group's count).
-        threshold = current_app.config["SMALL_CELL_THRESHOLD"]
-        points = history.readers_history(threshold)
-        if not points:
-            return None
-        moments = [p.as_of for p in points]
-        return charts.line_chart(
-            moments,
-            [("All sites", [p.people for p in points], charts.TOTAL_COLOUR, False)],
-            links=[url_for("dashboard.overview", at=iso(m)) for m in moments],
-            titles=[f"{p.as_of:%d %b %Y %H:%M} UTC: {p.people:,} waiting" for p in points],
-            current=summary.as_of,
-        )
-    points = history.people_history()
+    readers = not caller.sees_exact_figures
+    if readers:
+        # Each point as readers see that summary; a site's line only where its people
+        # are shown at every point, and no departures (a step would be one group's count).
+        points = history.readers_history(current_app.config["SMALL_CELL_THRESHOLD"])
+    else:
+        points = history.people_history()
     if not points:
         return None
     moments = [p.as_of for p in points]
     names = {s["site_id"]: s["name"] for s in document["sites"]}
     order = {s["site_id"]: i for i, s in enumerate(document["sites"])}
-    biggest = sorted(
-        {site for p in points for site in p.sites},
-        key=lambda site: -max(p.sites.get(site, 0) for p in points),
-    )[:LINES_PER_SITE]
+    every = {site for p in points for site in p.sites}
+    if readers:
+        every = {site for site in every if all(site in p.sites for p in points)}
+    biggest = sorted(every, key=lambda site: -max(p.sites.get(site, 0) for p in points))[
+        :LINES_PER_SITE
+    ]
     series: list[tuple[str, list[int], str, bool]] = [
         ("All sites", [p.people for p in points], charts.TOTAL_COLOUR, False)
     ]
@@ -267,7 +260,9 @@ def history_chart(
         series.append(
             (names.get(site, site), [p.sites.get(site, 0) for p in points], colour, False)
         )
-    departed = history.cumulative(history.departures_timeline(moments[-1]), moments)
+    departed = (
+        [] if readers else history.cumulative(history.departures_timeline(moments[-1]), moments)
+    )
     if any(departed):
         series.append(("Departed (cumulative)", departed, charts.DEPARTED_COLOUR, True))
     return charts.line_chart(

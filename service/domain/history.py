@@ -37,7 +37,8 @@ class Point:
 
 
 _cache: dict[uuid.UUID, Point] = {}
-_readers: dict[tuple[uuid.UUID, int], int | None] = {}
+# Points as readers see them, by summary and threshold (a reader view is worked out once).
+_readers: dict[tuple[uuid.UUID, int], Point] = {}
 _lock = threading.Lock()
 
 
@@ -51,22 +52,25 @@ def _point(summary_id: uuid.UUID, as_of: datetime, document: dict[str, Any]) -> 
 
 
 def readers_history(threshold: int, limit: int = HISTORY_POINTS) -> list[Point]:
-    """The same points as readers see them: the total of each summary's reader view
-    (points whose total is suppressed are left out) and no site's figures."""
+    """The same points as readers see them: each from its summary's reader view, with
+    the sites whose people are shown there (points whose total is suppressed are left out)."""
     points = []
     for point in people_history(limit):
         key = (point.summary_id, threshold)
         with _lock:
-            people = _readers.get(key, -1)
-        if people == -1:
+            seen = _readers.get(key)
+        if seen is None:
             document = db.session.get_one(Summary, point.summary_id).document or {}
-            people = suppression.for_readers(document, threshold)["totals"]["people"]
+            view = suppression.for_readers(document, threshold)
+            people = view["totals"]["people"]
+            sites = {s["site_id"]: s["people"] for s in view["sites"] if s["people"] is not None}
+            seen = Point(point.summary_id, point.as_of, people, sites)
             with _lock:
                 if len(_readers) > _CACHE_LIMIT:
                     _readers.clear()
-                _readers[key] = people
-        if people is not None:
-            points.append(Point(point.summary_id, point.as_of, people, {}))
+                _readers[key] = seen
+        if seen.people is not None:
+            points.append(seen)
     return points
 
 

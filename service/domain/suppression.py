@@ -74,28 +74,25 @@ def for_readers(document: dict[str, Any], threshold: int) -> dict[str, Any]:
 
     Each site and the totals carry `suppressed`: {"people": "below_threshold", ...},
     and the document `suppression`: {"threshold", "applied", "cells"}."""
-    view = copy.deepcopy(document)
-    view["suppression"] = {"threshold": threshold, "applied": True, "cells": 0}
-    entries = [*view.get("sites", []), view.get("totals")]
-    if threshold <= 1 or not view.get("sites") or view.get("totals") is None:
-        for entry in entries:
-            if entry is not None:
-                entry["suppressed"] = {}
-        return view
-    values = _values(view)
-    hidden = _choose(values, _lines(len(view["sites"])), threshold, _caps(values))
-    hidden |= _derived_from(hidden, len(view["sites"]), values)
-    for index, entry in enumerate(view["sites"]):
+    seen = copy.deepcopy(document)
+    sites, totals = seen.get("sites", []), seen.get("totals")
+    hidden: dict[Cell, str] = {}
+    if threshold > 1 and sites and totals is not None:
+        values = _values(seen)
+        hidden = _choose(values, _lines(len(sites)), threshold, _caps(values))
+        hidden |= _derived_from(hidden, len(sites))
+    for index, entry in enumerate(sites):
         _apply(entry, {f: kind for (i, f), kind in hidden.items() if i == index})
         entry["flags"] = [_reader_flag(f, entry) for f in entry["flags"] if _keep(f, entry)]
-    _apply(view["totals"], {f: kind for (i, f), kind in hidden.items() if i == -1})
-    view["flags"] = [
+    if totals is not None:
+        _apply(totals, {f: kind for (i, f), kind in hidden.items() if i == -1})
+    seen["flags"] = [
         _reader_flag(f, entry) | {"site_id": entry["site_id"]}
-        for entry in view["sites"]
+        for entry in sites
         for f in entry["flags"]
     ]
-    view["suppression"]["cells"] = len(hidden)
-    return view
+    seen["suppression"] = {"threshold": threshold, "applied": True, "cells": len(hidden)}
+    return seen
 
 
 def exact(document: dict[str, Any], threshold: int) -> dict[str, Any]:
@@ -233,7 +230,7 @@ def _choose(
                 break
         if line.total[1] == ("people_previous",):
             # A departure must not stand in for a hidden figure of the previous summary.
-            for index, _ in line.parts:
+            for index in [*(i for i, _ in line.parts), -1]:
                 departed = (index, ("departures", "people"))
                 if (index, ("people_previous",)) in hidden and values[departed] > 0:
                     if departed not in hidden:
@@ -351,19 +348,15 @@ class _Search:
         return True
 
 
-def _derived_from(hidden: dict[Cell, str], sites: int, values: dict[Cell, int]) -> dict[Cell, str]:
+def _derived_from(hidden: dict[Cell, str], sites: int) -> dict[Cell, str]:
     more: dict[Cell, str] = {}
     for index in [*range(sites), -1]:
         people = (index, ("people",)) in hidden
-        previous = (index, ("people_previous",)) in hidden
-        if people or previous:
+        if people or (index, ("people_previous",)) in hidden:
             more[(index, ("change_since_previous",))] = DERIVED
         if people:
             for unit in NEEDS:
                 more[(index, ("needs", unit))] = DERIVED
-        departed = (index, ("departures", "people"))
-        if previous and departed not in hidden and values[departed] > 0:
-            more[departed] = COMPLEMENTARY
     if any((i, ("people",)) in hidden for i in range(sites)):
         more[(-1, ("needs", "latrines"))] = DERIVED
     return more
