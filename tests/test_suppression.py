@@ -343,3 +343,21 @@ def test_a_small_site_next_to_a_large_one_hides_the_large_ones_people_as_complem
     assert middle["suppressed"]["people"] == suppression.COMPLEMENTARY
     assert view["totals"]["people"] == 343
     assert suppression.mark(middle, "people", 5) == "suppressed"
+
+
+@settings(max_examples=60, deadline=None)
+@given(sites_strategy, sites_strategy, st.sampled_from([3, 5]))
+def test_people_previous_hides_the_sites_the_previous_summary_hid(earlier, later, threshold):
+    """A summary's people_previous are the previous summary's people: shown where that
+    one showed them, so putting the two side by side gives nothing away."""
+    previous = build(earlier)
+    # As many sites as before, each with the people it had then as people_previous.
+    rows = (later + earlier)[: len(earlier)]
+    now = build([(*row[:3], previous["sites"][i]["people"], row[4]) for i, row in enumerate(rows)])
+    then, seen = (suppression.for_readers(d, threshold) for d in (previous, now))
+    if suppression.WITHHELD in then["totals"]["suppressed"].values():
+        return  # nothing of it was shown (README: the residue of a withheld summary)
+    assert [s["people"] is None for s in then["sites"]] == [
+        s["people_previous"] is None for s in seen["sites"]
+    ]
+    assert (then["totals"]["people"] is None) == (seen["totals"]["people_previous"] is None)
