@@ -188,9 +188,14 @@ def test_a_signed_in_reader_sees_the_small_site_suppressed_on_the_dashboard(app,
     row = page.split(ROW)[1].split("</tr>")[0]
     assert 'data-value="&lt; 5"' in row and "&lt; 5" in row
     assert ">3<" not in row
+    # No history line for the sites whose people a reader does not see.
+    assert 'data-name="Stepanakert (centre)"' not in page
+    assert 'data-name="Goris hall"' not in page  # the complementary one
+    assert 'data-name="All sites"' in page
     admin = signed_in(app, auth.token("admin"))
     admin_row = admin.get("/").get_data(as_text=True).split(ROW)[1]
     assert 'data-value="3"' in admin_row.split("</tr>")[0]
+    assert 'data-name="Stepanakert (centre)"' in admin.get("/").get_data(as_text=True)
 
 
 def test_the_openapi_document_shows_the_nullable_figures_and_the_flag(client):
