@@ -208,6 +208,10 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         # oldest first, up to this many periods back (with the current one): a day of
         # hourly summaries by default.
         "SUMMARY_CATCH_UP_PERIODS": _int(env, "SUMMARY_CATCH_UP_PERIODS", 24),
+        # Counts of people from 1 to this minus 1 are suppressed in what readers and email
+        # recipients see (README: "Small cells"). 1 turns suppression off; 2 is refused,
+        # since with zeros shown "< 2" would mean exactly 1.
+        "SMALL_CELL_THRESHOLD": _int(env, "SMALL_CELL_THRESHOLD", 5),
         # How often the scheduler looks for a due summary and for lost builds.
         "SCHEDULER_TICK_SECONDS": _int(env, "SCHEDULER_TICK_SECONDS", 60),
         # A summary build handed to a worker this long ago and still pending is re-sent.
@@ -280,6 +284,11 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     ):
         if config[name] < 1:
             raise ValueError(f"{name} must be at least 1, got {config[name]}")
+    if config["SMALL_CELL_THRESHOLD"] < 1 or config["SMALL_CELL_THRESHOLD"] == 2:
+        raise ValueError(
+            "SMALL_CELL_THRESHOLD must be 1 (no suppression) or at least 3, got "
+            f"{config['SMALL_CELL_THRESHOLD']}"
+        )
     config.update(overrides)  # DATABASE_URL from overrides is already in the URI above
     # Two deployments sharing one Redis keep their counters apart, as their queues.
     config.setdefault(

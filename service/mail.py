@@ -28,7 +28,7 @@ from typing import Any
 
 from flask import current_app, render_template
 
-from service.domain import visibility
+from service.domain import suppression, visibility
 from service.domain.callers import RECIPIENT
 from service.domain.deliveries import Letter, NotSent, Sent
 from service.domain.exports import to_csv
@@ -68,11 +68,14 @@ def _when(moment: datetime) -> str:
     return f"{moment.day} {moment:%b %Y, %H:%M}"
 
 
-def _number(number: int | float) -> str:
-    return f"{number:,}"
+def _number(number: int | float | str) -> str:
+    # A suppressed figure comes as its mark ("< 5", "suppressed").
+    return number if isinstance(number, str) else f"{number:,}"
 
 
-def _signed(number: int) -> str:
+def _signed(number: int | str) -> str:
+    if isinstance(number, str):
+        return number
     return f"{number:+,}" if number else "no change"
 
 
@@ -81,34 +84,47 @@ def _kcal(kcal: float) -> str:
 
 
 def _needs_line(needs: dict[str, Any]) -> str:
+    if needs["water_litres_per_day"] is None:
+        return "suppressed (a small site)"
+    latrines = needs["latrines"]
     return (
         f"water {needs['water_litres_per_day']:,.0f} L, "
         f"food {_kcal(needs['food_kcal_per_day'])}, "
         f"covered space {needs['covered_space_m2']:,.0f} m², "
-        f"{needs['latrines']:,} latrines"
+        f"{'suppressed' if latrines is None else format(latrines, ',')} latrines"
     )
 
 
+def _figure(entry: dict[str, Any], path: str, threshold: int) -> int | str:
+    """A figure, or its mark when suppressed for email recipients."""
+    return suppression.mark(entry, path, threshold) or suppression.shown(entry, *path.split("."))
+
+
 def report_context(
-    document: dict[str, Any], site_ids: list[str] | None, zone: str
+    view: dict[str, Any], all_sites: bool, zone: str, threshold: int
 ) -> dict[str, Any]:
-    """The numbers an email shows, for the subscription's sites, times in its time zone."""
+    """The numbers an email shows (a reader's view over the subscription's sites, small
+    cells suppressed), times in its time zone."""
     tz = zoneinfo.ZoneInfo(zone)
-    as_of = datetime.fromisoformat(document["as_of"]).astimezone(tz)
-    previous = document.get("previous_as_of")
-    sites = [s for s in document["sites"] if not site_ids or s["site_id"] in site_ids]
+    as_of = datetime.fromisoformat(view["as_of"]).astimezone(tz)
+    previous = view.get("previous_as_of")
+    sites = view["sites"]
     rows = []
-    for site in sorted(sites, key=lambda s: (-s["people"], s["name"])):
+    for site in sorted(sites, key=lambda s: (-(s["people"] or 0), s["name"])):
+        change = _figure(site, "change_since_previous", threshold)
         rows.append(
             {
                 "site_id": site["site_id"],
                 "name": site["name"],
-                "people": site["people"],
+                "people": _figure(site, "people", threshold),
                 "groups": site["groups"],
-                "change": site["change_since_previous"],
-                "change_text": _signed(site["change_since_previous"]),
+                "change": change,
+                "change_text": _signed(change),
                 "capacity": site.get("capacity"),
-                "departed": site["departures"],
+                "departed": {
+                    "groups": site["departures"]["groups"],
+                    "people": _figure(site, "departures.people", threshold),
+                },
                 "top_needs": [
                     f"{need['sector']} (severity {need['highest_severity']}, "
                     f"{need['groups']} group{'s' if need['groups'] != 1 else ''})"
@@ -118,10 +134,8 @@ def report_context(
                 "flags": [flag["message"] for flag in site["flags"]],
             }
         )
-    people = sum(s["people"] for s in sites)
-    change = sum(s["change_since_previous"] for s in sites)
-    departed_people = sum(s["departures"]["people"] for s in sites)
-    departed_groups = sum(s["departures"]["groups"] for s in sites)
+    totals = view["totals"]
+    change = _figure(totals, "change_since_previous", threshold)
     return {
         "as_of": _when(as_of),
         "zone": zone,
@@ -129,19 +143,19 @@ def report_context(
         "previous_as_of": _when(datetime.fromisoformat(previous).astimezone(tz))
         if previous
         else None,
-        "generated_at": _when(datetime.fromisoformat(document["generated_at"]).astimezone(tz)),
+        "generated_at": _when(datetime.fromisoformat(view["generated_at"]).astimezone(tz)),
         "totals": {
-            "people": people,
+            "people": _figure(totals, "people", threshold),
             "groups": sum(s["groups"] for s in sites),
             "sites": len(sites),
             "sites_with_groups": sum(1 for s in sites if s["groups"]),
             "change": change,
             "change_text": _signed(change),
-            "departed_people": departed_people,
-            "departed_groups": departed_groups,
+            "departed_people": _figure(totals, "departures.people", threshold),
+            "departed_groups": sum(s["departures"]["groups"] for s in sites),
             "flags": sum(len(s["flags"]) for s in sites),
         },
-        "all_sites": not site_ids,
+        "all_sites": all_sites,
         "sites": rows,
     }
 
@@ -150,7 +164,7 @@ def subject(context: dict[str, Any]) -> str:
     people = context["totals"]["people"]
     return (
         f"Situation {context['as_of']} {context['zone_abbreviation']}: "
-        f"{people:,} {'person' if people == 1 else 'people'} waiting"
+        f"{_number(people)} {'person' if people == 1 else 'people'} waiting"
     )
 
 
@@ -182,9 +196,14 @@ def compose(letter: Letter) -> Outgoing:
     summary_id, unsubscribe_url = letter.summary_id, letter.unsubscribe_url
     config = current_app.config
     base = config["PUBLIC_BASE_URL"]
-    # Recipients see what readers see: no single group's id or figures.
+    # Email recipients are readers: small cells suppressed, in the text and the CSV, and
+    # no single group's id or figures.
+    threshold = config["SMALL_CELL_THRESHOLD"]
+    seen = visibility.summary_seen(
+        suppression.for_readers(document, threshold), RECIPIENT.group_view
+    )
     context = report_context(
-        visibility.summary_seen(document, RECIPIENT.group_view), site_ids, letter.zone
+        suppression.restricted(seen, site_ids or None), not site_ids, letter.zone, threshold
     )
     context.update(
         summary_url=f"{base}/api/v1/summaries/{summary_id}",
@@ -215,7 +234,7 @@ def compose(letter: Letter) -> Outgoing:
     )
     stamp = _stamp(letter.summary_as_of)
     for fmt in letter.formats:
-        body = to_csv(document, site_ids=site_ids or None, hxl=fmt == "hxl")
+        body = to_csv(seen, site_ids=site_ids or None, hxl=fmt == "hxl", threshold=threshold)
         message.add_attachment(
             body.encode("utf-8"),
             maintype="text",

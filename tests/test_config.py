@@ -46,6 +46,9 @@ def test_sphere_minimums_can_be_set_from_the_environment(monkeypatch):
         ("SUMMARY_INTERVAL_MINUTES", "hourly"),
         ("SUMMARY_INTERVAL_MINUTES", "0"),
         ("SPHERE_PEOPLE_PER_LATRINE", "0"),
+        ("SMALL_CELL_THRESHOLD", "0"),
+        ("SMALL_CELL_THRESHOLD", "2"),
+        ("SMALL_CELL_THRESHOLD", "five"),
     ],
 )
 def test_a_bad_setting_names_itself(monkeypatch, name, value):

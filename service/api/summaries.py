@@ -19,7 +19,7 @@ from service.api.pagination import QueryPage
 from service.api.parsing import Blueprint
 from service.auth import current_caller, requires
 from service.domain import summaries as domain
-from service.domain import visibility
+from service.domain import suppression, visibility
 from service.domain.exports import to_csv
 from service.errors import Problem
 from service.extensions import db
@@ -63,15 +63,22 @@ class SummaryBrief(Schema):
     requested_at = fields.AwareDateTime()
     generated_at = fields.AwareDateTime(allow_none=True)
     scheduled = fields.Function(lambda s: s.period is not None)
-    people = fields.Function(lambda s: (s.document or {}).get("totals", {}).get("people"))
+    people = fields.Function(
+        lambda s: brief_people(s),
+        allow_none=True,
+        metadata={"description": "null while not ready, and for a reader when suppressed."},
+    )
     groups = fields.Function(lambda s: (s.document or {}).get("totals", {}).get("groups"))
 
 
+SUPPRESSED_NOTE = "null when suppressed (see `suppressed`)."
+
+
 class SphereNeedsOut(Schema):
-    water_litres_per_day = fields.Float()
-    food_kcal_per_day = fields.Float()
-    covered_space_m2 = fields.Float()
-    latrines = fields.Integer()
+    water_litres_per_day = fields.Float(allow_none=True, metadata={"description": SUPPRESSED_NOTE})
+    food_kcal_per_day = fields.Float(allow_none=True, metadata={"description": SUPPRESSED_NOTE})
+    covered_space_m2 = fields.Float(allow_none=True, metadata={"description": SUPPRESSED_NOTE})
+    latrines = fields.Integer(allow_none=True, metadata={"description": SUPPRESSED_NOTE})
 
 
 class ReportedNeedOut(Schema):
@@ -83,7 +90,7 @@ class ReportedNeedOut(Schema):
 
 class DeparturesOut(Schema):
     groups = fields.Integer()
-    people = fields.Integer()
+    people = fields.Integer(allow_none=True, metadata={"description": SUPPRESSED_NOTE})
 
 
 class FlagOut(Schema):
@@ -98,20 +105,49 @@ class FlagOut(Schema):
     group_id = fields.String(metadata={"description": "For coordinators and admins."})
 
 
-COUNTS = fields.Dict(keys=fields.String(), values=fields.Integer())
+COUNTS = fields.Dict(
+    keys=fields.String(),
+    values=fields.Integer(allow_none=True),
+    metadata={"description": "Each count: " + SUPPRESSED_NOTE},
+)
+
+
+def _count() -> fields.Integer:
+    return fields.Integer(allow_none=True, metadata={"description": SUPPRESSED_NOTE})
 
 
 class CountsOut(Schema):
     """What a site's entry and the totals both count."""
 
-    people = fields.Integer()
+    people = _count()
     groups = fields.Integer()
-    people_previous = fields.Integer()
-    change_since_previous = fields.Integer()
+    people_previous = _count()
+    change_since_previous = _count()
     departures = fields.Nested(DeparturesOut)
     sadd = COUNTS
-    people_without_sadd = fields.Integer()
+    people_without_sadd = _count()
     vulnerable = COUNTS
+    suppressed = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(
+            validate=validate.OneOf(
+                [
+                    suppression.BELOW,
+                    suppression.COMPLEMENTARY,
+                    suppression.DERIVED,
+                    suppression.WITHHELD,
+                ]
+            )
+        ),
+        metadata={
+            "description": "For a reader: the figures shown as null, by path (`people`, "
+            "`sadd.male_0_4`, `needs.latrines`) and why: `below_threshold` (1 to "
+            "threshold-1, or a zero inside a small site), `complementary` (hidden so that a "
+            "small one cannot be worked out; at least the threshold), `derived` (computed "
+            "from a hidden one) or `withheld` (too few people in all). Empty for admins "
+            "and coordinators, who see exact figures."
+        },
+    )
     needs = fields.Nested(SphereNeedsOut, metadata={"description": "Sphere minimums, per day."})
     reported_needs = fields.List(fields.Nested(ReportedNeedOut))
 
@@ -130,6 +166,14 @@ class TotalsOut(CountsOut):
     sites = fields.Integer(metadata={"description": "Sites with waiting groups."})
 
 
+class SuppressionOut(Schema):
+    threshold = fields.Integer(metadata={"description": "SMALL_CELL_THRESHOLD."})
+    applied = fields.Boolean(
+        metadata={"description": "true for readers: small cells are suppressed."}
+    )
+    cells = fields.Integer(metadata={"description": "How many figures are suppressed."})
+
+
 class SummaryOut(Schema):
     """A ready summary: the whole document; pending or failed: its state (and `error`)."""
 
@@ -140,6 +184,7 @@ class SummaryOut(Schema):
     previous_as_of = fields.String(
         metadata={"description": "What `change_since_previous` compares with."}
     )
+    suppression = fields.Nested(SuppressionOut)
     totals = fields.Nested(TotalsOut)
     sites = fields.List(fields.Nested(SiteSummaryOut))
     flags = fields.List(fields.Nested(FlagOut))
@@ -256,14 +301,17 @@ def represent_ready(
     summary: domain.SummaryRef, fmt: str, cache: str, view: frozenset[str] | None
 ) -> Any:
     """A ready summary as JSON (dumped by SummaryOut), its CSV or HXL export, or 304
-    (the document is read only when it is sent). The JSON is as the caller's `view`
-    (`Caller.group_view`) sees it, so each view has its own ETag; the exports carry no
-    group's details and are the same for all."""
+    (the document is read only when it is sent). The JSON is as the caller sees it: a
+    reader's with small cells suppressed, and single groups' details only for callers who
+    see their sites (`Caller.group_view`); each view has its own ETag. The exports carry
+    no group's details: they differ only between exact and suppressed figures."""
+    exact_figures, threshold = current_caller().sees_exact_figures, _threshold()
+    etag = summary.etag if exact_figures else f"{summary.etag}-r{threshold}"
     if fmt == "json":
         tag = visibility.view_tag(view)
-        etag = f"{summary.etag}-{tag}" if tag else summary.etag
+        etag = f"{etag}-{tag}" if tag else etag
     else:
-        etag = f"{summary.etag}-{fmt}"
+        etag = f"{etag}-{fmt}"
     headers = {
         "ETag": f'"{etag}"',
         "Cache-Control": cache,
@@ -272,26 +320,53 @@ def represent_ready(
     if request.if_none_match.contains(etag):
         return Response(status=304, headers=headers)
     if fmt == "json":
-        body = json_body(summary.id, view)
+        body = json_body(summary.id, exact_figures, threshold, view)
         return Response(body, mimetype="application/json", headers=headers)
     suffix = "hxl.csv" if fmt == "hxl" else "csv"
     headers["Content-Disposition"] = (
         f'attachment; filename="summary-{_stamp(summary.as_of)}.{suffix}"'
     )
-    document = db.session.get_one(Summary, summary.id).document or {}
-    return Response(to_csv(document, hxl=fmt == "hxl"), mimetype="text/csv", headers=headers)
+    document = seen_document(summary.id, exact_figures, threshold)
+    text = to_csv(document, hxl=fmt == "hxl", threshold=threshold)
+    return Response(text, mimetype="text/csv", headers=headers)
 
 
-# A ready summary never changes: its JSON answer is kept for the latest few, per view
-# (NGOs poll the latest one; each poll answers the same bytes). Ids are UUIDs: unique
-# across apps.
+def _threshold() -> int:
+    return int(current_app.config["SMALL_CELL_THRESHOLD"])
+
+
+# A ready summary never changes: its JSON answer is kept for the latest few (NGOs poll
+# the latest one; each poll answers the same bytes), one per view (exact or a reader's at
+# a threshold, and which sites' groups are shown), so a reader is never answered from an
+# exact body. Ids are UUIDs: unique across apps.
 @functools.lru_cache(maxsize=64)
-def json_body(summary_id: uuid.UUID, view: frozenset[str] | None) -> bytes:
-    """A ready summary's JSON answer as `view` sees it: dumped once, its bytes reused."""
-    summary = db.session.get_one(Summary, summary_id)
-    document = {**(summary.document or {}), "status": summary.status.value}
+def json_body(
+    summary_id: uuid.UUID, exact_figures: bool, threshold: int, view: frozenset[str] | None
+) -> bytes:
+    """A ready summary's JSON answer: `SummaryOut` dumps it once, its bytes are reused."""
+    document = seen_document(summary_id, exact_figures, threshold)
     document = visibility.summary_seen(document, view)
-    return current_app.json.dumps(SummaryOut().dump(document)).encode()
+    return current_app.json.dumps(SummaryOut().dump({**document, "status": "ready"})).encode()
+
+
+@functools.lru_cache(maxsize=16)
+def seen_document(summary_id: uuid.UUID, exact_figures: bool, threshold: int) -> dict[str, Any]:
+    """A ready summary's document as a caller sees it (a reader's is worked out once)."""
+    document = db.session.get_one(Summary, summary_id).document or {}
+    return suppression.view(document, exact_figures, threshold)
+
+
+@functools.lru_cache(maxsize=1024)
+def _readers_total_people(summary_id: uuid.UUID, threshold: int) -> int | None:
+    return seen_document(summary_id, False, threshold)["totals"]["people"]
+
+
+def brief_people(summary: Summary) -> int | None:
+    """The total in a list of summaries, as the caller may see it."""
+    totals = (summary.document or {}).get("totals", {})
+    if summary.status is not SummaryStatus.ready or current_caller().sees_exact_figures:
+        return totals.get("people")
+    return _readers_total_people(summary.id, _threshold())
 
 
 def _state(summary: Summary) -> dict[str, Any]:

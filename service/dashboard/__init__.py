@@ -41,7 +41,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from service import handoff
 from service import importing as import_runs
 from service.dashboard import charts
-from service.domain import history, rules, sessions, subscriptions, visibility
+from service.domain import history, rules, sessions, subscriptions, suppression, visibility
 from service.domain import imports as importing
 from service.domain import summaries as summaries_domain
 from service.domain.callers import Caller
@@ -258,17 +258,27 @@ def site_flags(site: dict[str, Any], labels: dict[str, str]) -> list[dict[str, A
     return list(kinds.values())
 
 
-def history_chart(summary: Summary, document: dict[str, Any]) -> charts.LineChart | None:
-    points = history.people_history()
+def history_chart(
+    summary: Summary, document: dict[str, Any], caller: Caller
+) -> charts.LineChart | None:
+    readers = not caller.sees_exact_figures
+    if readers:
+        # Each point as readers see that summary; a site's line only where its people
+        # are shown at every point, and no departures (a step would be one group's count).
+        points = history.readers_history(current_app.config["SMALL_CELL_THRESHOLD"])
+    else:
+        points = history.people_history()
     if not points:
         return None
     moments = [p.as_of for p in points]
     names = {s["site_id"]: s["name"] for s in document["sites"]}
     order = {s["site_id"]: i for i, s in enumerate(document["sites"])}
-    biggest = sorted(
-        {site for p in points for site in p.sites},
-        key=lambda site: -max(p.sites.get(site, 0) for p in points),
-    )[:LINES_PER_SITE]
+    every = {site for p in points for site in p.sites}
+    if readers:
+        every = {site for site in every if all(site in p.sites for p in points)}
+    biggest = sorted(every, key=lambda site: -max(p.sites.get(site, 0) for p in points))[
+        :LINES_PER_SITE
+    ]
     series: list[tuple[str, list[int], str, bool]] = [
         ("All sites", [p.people for p in points], charts.TOTAL_COLOUR, False)
     ]
@@ -277,7 +287,9 @@ def history_chart(summary: Summary, document: dict[str, Any]) -> charts.LineChar
         series.append(
             (names.get(site, site), [p.sites.get(site, 0) for p in points], colour, False)
         )
-    departed = history.cumulative(history.departures_timeline(moments[-1]), moments)
+    departed = (
+        [] if readers else history.cumulative(history.departures_timeline(moments[-1]), moments)
+    )
     if any(departed):
         series.append(("Departed (cumulative)", departed, charts.DEPARTED_COLOUR, True))
     return charts.line_chart(
@@ -305,7 +317,11 @@ def overview() -> Any:
     }
     if summary is None:
         return render_template("dashboard/overview.html", summary=None, **context)
-    document = visibility.summary_seen(summary.document or {}, caller.group_view)
+    threshold = current_app.config["SMALL_CELL_THRESHOLD"]
+    document = visibility.summary_seen(
+        suppression.view(summary.document or {}, caller.sees_exact_figures, threshold),
+        caller.group_view,
+    )
     labels = group_labels(document, caller)
     sites = []
     for site in document["sites"]:
@@ -319,15 +335,18 @@ def overview() -> Any:
                 "flag_kinds": site_flags(site, labels),
             }
         )
-    bars = charts.bar_chart([(s["name"], s["people"], s["capacity"]) for s in sites])
+    # A suppressed site has no bar: its length would give the figure away.
+    bars = charts.bar_chart(
+        [(s["name"], s["people"], s["capacity"]) for s in sites if s["people"] is not None]
+    )
     return render_template(
         "dashboard/overview.html",
         summary=summary,
         document=document,
-        totals=document["totals"],
-        sites=sites,
+        totals=suppression.marked(document["totals"], threshold),
+        sites=[suppression.marked(site, threshold) for site in sites],
         bars=bars,
-        line=history_chart(summary, document),
+        line=history_chart(summary, document, caller),
         earlier=neighbour(summary, later=False),
         later=neighbour(summary, later=True),
         need_units=NEED_UNITS,
@@ -419,6 +438,8 @@ def import_job(job_id: uuid.UUID) -> Any:
 
 @blp.app_template_filter("num")
 def number(value: Any) -> str:
+    if isinstance(value, str):
+        return value  # a suppressed figure's mark: "< 5"
     if value is None:
         return "–"
     if isinstance(value, float) and not value.is_integer():
@@ -427,7 +448,9 @@ def number(value: Any) -> str:
 
 
 @blp.app_template_filter("signed")
-def signed(value: int | None) -> Markup:
+def signed(value: int | str | None) -> Markup:
+    if isinstance(value, str):
+        return Markup('<span class="change none">{}</span>').format(value)
     if not value:
         return Markup('<span class="change none">±0</span>')
     kind = "up" if value > 0 else "down"

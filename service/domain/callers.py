@@ -29,6 +29,12 @@ class Caller:
     def is_admin(self) -> bool:
         return self.role is Role.admin
 
+    @property
+    def sees_exact_figures(self) -> bool:
+        """Admins and coordinators see a summary as built; readers (and email recipients)
+        see it with small cells suppressed (service/domain/suppression.py)."""
+        return self.role in (Role.admin, Role.coordinator)
+
     def require_role(self, *roles: Role) -> None:
         if self.role not in roles:
             raise Forbidden(

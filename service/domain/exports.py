@@ -8,6 +8,7 @@ import re
 from collections.abc import Collection
 from typing import Any
 
+from service.domain.suppression import mark, restricted, shown
 from service.models import SADD_KEYS, VULNERABLE_KEYS
 
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
@@ -34,8 +35,6 @@ COLUMNS: list[tuple[str, str]] = [
     ("reported_needs", "#sector+needs"),
     ("flags", "#status+flags"),
 ]
-TEXT_COLUMNS = {"site_id", "site_name", "pcode", "as_of", "reported_needs", "flags"}
-NUMERIC = [header for header, _ in COLUMNS if header not in TEXT_COLUMNS]
 
 
 def neutralise(value: Any) -> Any:
@@ -52,51 +51,66 @@ def neutralise(value: Any) -> Any:
     return text
 
 
-def site_rows(document: dict[str, Any], site_ids: Collection[str] | None = None) -> list[dict]:
-    """A flat row per site, then the total over those sites."""
-    sites = [s for s in document["sites"] if site_ids is None or s["site_id"] in site_ids]
-    rows = [_flatten(document["as_of"], site) for site in sites]
+# Where each figure column is in a summary's site entry (and its totals).
+FIELDS: dict[str, str] = {
+    "people": "people",
+    "groups": "groups",
+    "change_since_previous": "change_since_previous",
+    "departed_groups": "departures.groups",
+    "departed_people": "departures.people",
+    **{key: f"sadd.{key}" for key in SADD_KEYS},
+    "people_without_sadd": "people_without_sadd",
+    **{key: f"vulnerable.{key}" for key in VULNERABLE_KEYS},
+    **{f"need_{unit}": f"needs.{unit}" for unit in NEED_UNITS},
+}
+
+
+def site_rows(
+    document: dict[str, Any], site_ids: Collection[str] | None, threshold: int
+) -> list[dict]:
+    """A flat row per site, then the total over those sites. A suppressed figure (a
+    reader's view) is written "< 5" when small, "suppressed" when hidden to protect one."""
+    view = restricted(document, list(site_ids) if site_ids is not None else None)
+    rows = [_flatten(view["as_of"], site, threshold) for site in view["sites"]]
     total: dict[str, Any] = {header: "" for header, _ in COLUMNS}
-    total.update(site_name="Total", as_of=document["as_of"])
-    for header in NUMERIC:
-        total[header] = sum(row[header] for row in rows)
+    total.update(site_name="Total", as_of=view["as_of"])
+    total.update(_figures(view["totals"], threshold))
     return [*rows, total]
 
 
-def _flatten(as_of: str, site: dict[str, Any]) -> dict[str, Any]:
-    row: dict[str, Any] = {
+def _figures(entry: dict[str, Any], threshold: int) -> dict[str, Any]:
+    return {
+        header: mark(entry, path, threshold) or shown(entry, *path.split("."))
+        for header, path in FIELDS.items()
+    }
+
+
+def _flatten(as_of: str, site: dict[str, Any], threshold: int) -> dict[str, Any]:
+    return {
         "site_id": site["site_id"],
         "site_name": site["name"],
         "pcode": site.get("pcode") or "",
         "as_of": as_of,
-        "people": site["people"],
-        "groups": site["groups"],
-        "change_since_previous": site["change_since_previous"],
-        "departed_groups": site["departures"]["groups"],
-        "departed_people": site["departures"]["people"],
-        "people_without_sadd": site["people_without_sadd"],
+        **_figures(site, threshold),
         "reported_needs": ";".join(
             f"{n['sector']}:{n['highest_severity']}" for n in site["reported_needs"]
         ),
         "flags": ";".join(f["code"] for f in site["flags"]),
     }
-    for key in SADD_KEYS:
-        row[key] = site["sadd"].get(key, 0)
-    for key in VULNERABLE_KEYS:
-        row[key] = site["vulnerable"].get(key, 0)
-    for unit in NEED_UNITS:
-        row[f"need_{unit}"] = site["needs"][unit]
-    return row
 
 
 def to_csv(
-    document: dict[str, Any], site_ids: Collection[str] | None = None, hxl: bool = False
+    document: dict[str, Any],
+    site_ids: Collection[str] | None = None,
+    hxl: bool = False,
+    *,
+    threshold: int,
 ) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow([header for header, _ in COLUMNS])
     if hxl:
         writer.writerow([tag for _, tag in COLUMNS])
-    for row in site_rows(document, site_ids):
+    for row in site_rows(document, site_ids, threshold):
         writer.writerow([neutralise(row[header]) for header, _ in COLUMNS])
     return out.getvalue()

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import or_, select
 
+from service.domain import suppression
 from service.domain.counting import latest_report
 from service.extensions import db
 from service.models import GroupStatus, GroupStatusChange, Report, Summary, SummaryStatus
@@ -36,6 +37,8 @@ class Point:
 
 
 _cache: dict[uuid.UUID, Point] = {}
+# Points as readers see them, by summary and threshold (a reader view is worked out once).
+_readers: dict[tuple[uuid.UUID, int], Point] = {}
 _lock = threading.Lock()
 
 
@@ -46,6 +49,29 @@ def _point(summary_id: uuid.UUID, as_of: datetime, document: dict[str, Any]) -> 
         people=int(document["totals"]["people"]),
         sites={s["site_id"]: int(s["people"]) for s in document["sites"]},
     )
+
+
+def readers_history(threshold: int, limit: int = HISTORY_POINTS) -> list[Point]:
+    """The same points as readers see them: each from its summary's reader view, with
+    the sites whose people are shown there (points whose total is suppressed are left out)."""
+    points = []
+    for point in people_history(limit):
+        key = (point.summary_id, threshold)
+        with _lock:
+            seen = _readers.get(key)
+        if seen is None:
+            document = db.session.get_one(Summary, point.summary_id).document or {}
+            view = suppression.for_readers(document, threshold)
+            people = view["totals"]["people"]
+            sites = {s["site_id"]: s["people"] for s in view["sites"] if s["people"] is not None}
+            seen = Point(point.summary_id, point.as_of, people, sites)
+            with _lock:
+                if len(_readers) > _CACHE_LIMIT:
+                    _readers.clear()
+                _readers[key] = seen
+        if seen.people is not None:
+            points.append(seen)
+    return points
 
 
 def people_history(limit: int = HISTORY_POINTS) -> list[Point]:
