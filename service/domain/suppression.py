@@ -28,6 +28,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+from service.domain import visibility
 from service.models import SADD_KEYS, VULNERABLE_KEYS
 
 BELOW = "below_threshold"  # 1 .. threshold-1
@@ -375,11 +376,10 @@ def _apply(entry: dict[str, Any], kinds: dict[Field, str]) -> None:
 # Flags: the code and a message without figures; no group ids for readers
 # ---------------------------------------------------------------------------
 
+# A single group's flags are told as to anyone who does not see the group's site.
 _READER_MESSAGES = {
+    **visibility.GROUP_FLAG_MESSAGES,
     "stale_site": "No recent head count at this site.",
-    "stale_group": "A waiting group was not counted recently.",
-    "conflicting_counts": "Two counts of a group within an hour disagree.",
-    "sudden_jump": "A group's count jumped.",
     "over_capacity": "More people than the site's capacity.",
     "breakdown_missing": "No sex-and-age breakdown for most people.",
 }
