@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import secrets
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -166,7 +167,7 @@ def _served_document() -> dict[str, Any]:
             {
                 "TESTING": True,
                 "INSTANCE_PATH": folder,
-                "SECRET_KEY": "x" * 32,
+                "SECRET_KEY": secrets.token_urlsafe(48),
                 "DATABASE_URL": f"sqlite:///{folder}/unused.db",
             }
         )
