@@ -29,6 +29,7 @@ from tests.helpers import (
     hours_ago,
     iso,
     post_report,
+    report_body,
     summary_now,
     wait_for,
 )
@@ -208,12 +209,17 @@ def test_reported_needs_by_sector_with_highest_and_typical_severity(app, client,
 def test_change_since_previous_compares_with_the_previous_period(app, client, auth):
     admin = auth.admin
     group = create_group(client, admin, AIRPORT)
-    post_report(client, admin, group["id"], 5000, 3)
-    post_report(client, admin, group["id"], 715, 0.01)
-    as_of = datetime.now(UTC).replace(microsecond=0)
+    # Half past an hour that is over, whatever the clock says now: the previous scheduled
+    # moment (on the hour) falls between the two counts.
+    as_of = (datetime.now(UTC) - timedelta(hours=1)).replace(minute=30, second=0, microsecond=0)
+    for total, observed in (
+        (5000, as_of - timedelta(hours=3)),
+        (715, as_of - timedelta(minutes=1)),
+    ):
+        body = report_body(group["id"], total, iso(observed))
+        assert client.post("/api/v1/reports", json=body, headers=admin).status_code == 201
     document = summary_now(app, client, admin, as_of=iso(as_of))
     airport = site(document, AIRPORT)
-    # The previous scheduled moment is within the last hour, before the latest count.
     assert airport["people_previous"] == 5000
     assert airport["change_since_previous"] == 715 - 5000
     assert document["totals"]["change_since_previous"] == 715 - 5000

@@ -298,7 +298,7 @@ def test_supersedes_an_earlier_report_of_the_same_group_is_stored(client, auth, 
 
 def test_location_of_a_new_report_answers_with_it(client, auth, group):
     created = client.post("/api/v1/reports", json=report_body(group["id"], 40), headers=auth.admin)
-    fetched = client.get(created.headers["Location"], headers=auth.headers("coordinator", AIRPORT))
+    fetched = client.get(created.headers["Location"], headers=auth.headers("coordinator", CENTRE))
     assert fetched.status_code == 200
     assert fetched.get_json() == created.get_json()
 
