@@ -183,7 +183,7 @@ def test_a_full_disk_answers_503_and_everything_resumes_once_space_is_back(
         try:
             _until(lambda: _status(f"{base}/readyz")[0] == 200, 90, log_path)
             # The worker consuming (the disk fills under it, not before it starts).
-            _until(lambda: re.search(r"celery@\S+ ready\.", log_path.read_text()), 90, log_path)
+            _until(lambda: re.search(r"scheduled@\S+ ready\.", log_path.read_text()), 90, log_path)
             with Stream(base, prepared["token"], prepared["group_id"]) as stream:
                 _until(lambda: stream.count(201) >= 3, 60, log_path)
                 # The worker busy with its queue as the disk fills: taking a message
