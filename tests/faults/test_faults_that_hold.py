@@ -1,0 +1,144 @@
+"""Faults the service already survives, each proven on the real parts while reports,
+summary requests, polls and emails stream, then reconciled (tests/faults/reconcile.py).
+
+One stack serves the module (its start is the slow part); each test breaks something,
+puts it back, and reconciles what it sent. NT_FAULTS_LONG=1 runs each fault longer and
+more often (docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.backends import on_services
+from tests.faults.load import Load
+from tests.faults.reconcile import reconcile
+from tests.faults.stack import Stack, children, running_stack, wait_until
+
+pytestmark = pytest.mark.skipif(
+    not on_services(),
+    reason="runs PostgreSQL + Redis + workers as production does; in the PostgreSQL + Redis pass",
+)
+
+LONG = os.environ.get("NT_FAULTS_LONG") == "1"
+# How many times a fault is repeated, and how long the load runs around each.
+REPEAT = 5 if LONG else 2
+SPELL = 10.0 if LONG else 2.5
+# Where each test's figures go, for docs/reliability.md.
+FIGURES = Path(__file__).resolve().parents[2] / "test-output" / "faults"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    # Redis keeps its append-only file, as docker-compose.yml runs it.
+    with running_stack(tmp_path_factory.mktemp("stack"), redis_persistence=True) as stack:
+        yield stack
+
+
+def record(name: str, figures: dict) -> None:
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    (FIGURES / f"{name}.json").write_text(json.dumps(figures, indent=2, default=str))
+
+
+def under_load(stack: Stack, fault, name: str) -> dict:
+    """Stream the load, apply `fault()` in the middle of it, stop, reconcile."""
+    load = Load(stack).start()
+    time.sleep(SPELL)
+    began = time.monotonic()
+    fault(load)
+    time.sleep(SPELL)
+    load.stop()
+    figures = reconcile(stack, load)
+    figures["fault_seconds"] = round(time.monotonic() - began, 1)
+    record(name, figures)
+    stack.check()
+    return figures
+
+
+def mid_build(stack: Stack, load: Load, kill) -> None:
+    """Catch a summary build mid-task (held on a lock), then `kill()` its worker."""
+    with stack.builds_held():
+        status, body = stack.call("POST", "/api/v1/summaries", stack.tokens.admin, {})
+        assert status == 202, body
+        load.summaries.add(body["id"])
+        wait_until(stack.build_waiting, 30, "no build reached the held lock")
+        kill()
+
+
+def test_pool_children_sigkilled_mid_task_lose_nothing(stack: Stack):
+    def fault(load: Load) -> None:
+        killed: list[int] = []
+        for _ in range(REPEAT):
+            mid_build(stack, load, lambda: killed.extend(stack.kill_pool("worker-1")))
+            # The pool replaces its children; wait for that before the next kill.
+            wait_until(
+                lambda: len(set(children(stack.parts["worker-1"].pid)) - set(killed)) == 2,
+                30,
+                "the pool did not replace its children",
+            )
+            time.sleep(SPELL / 2)
+
+    under_load(stack, fault, "pool_child_sigkill")
+    log = stack.log("worker-1")
+    assert "Process 'ForkPoolWorker" in log and "exited with 'signal 9 (SIGKILL)'" in log
+
+
+def test_a_whole_worker_sigkilled_then_restarted_loses_nothing(stack: Stack):
+    def fault(load: Load) -> None:
+        for _ in range(REPEAT):
+            mid_build(stack, load, lambda: stack.stop("worker-1", signal.SIGKILL))
+            time.sleep(1)
+            stack.start_worker("worker-1")
+            time.sleep(SPELL / 2)
+
+    figures = under_load(stack, fault, "worker_sigkill")
+    assert figures["reports"]["answered_2xx"] > 0
+
+
+def test_redis_restarted_loses_nothing(stack: Stack):
+    def fault(_load: Load) -> None:
+        for _ in range(REPEAT):
+            stack.redis.restart(down_for=SPELL / 2)
+            time.sleep(SPELL / 2)
+
+    under_load(stack, fault, "redis_restart")
+
+
+def test_smtp_down_then_back_sends_each_email_once(stack: Stack):
+    def fault(_load: Load) -> None:
+        stack.smtp.stop()
+        time.sleep(SPELL * 2)
+        stack.smtp.start()
+
+    figures = under_load(stack, fault, "smtp_down")
+    assert figures["emails"]["manual_202"] > 0
+
+
+def test_two_schedulers_at_once_make_each_period_and_email_once(stack: Stack):
+    def fault(_load: Load) -> None:
+        stack.start_beat("beat-2")
+        # Long enough for both to fire the tick many times (and, in the long form, to
+        # cross minute boundaries where both dispatch the subscription).
+        time.sleep(SPELL * (6 if LONG else 2))
+        stack.stop("beat-2")
+
+    under_load(stack, fault, "two_schedulers")
+    assert stack.log("beat-2").count("Sending due task summaries.tick") >= 2
+
+
+def test_gunicorn_worker_sigkilled_mid_request_loses_nothing(stack: Stack):
+    def fault(_load: Load) -> None:
+        for _ in range(REPEAT):
+            stack.kill_web_worker("web-1")
+            time.sleep(SPELL / 2)
+
+    figures = under_load(stack, fault, "gunicorn_worker_sigkill")
+    assert "was sent SIGKILL" in stack.log("web-1") or "WORKER TIMEOUT" not in stack.log("web-1")
+    assert figures["reports"]["answered_2xx"] > 0
