@@ -155,10 +155,17 @@ def _hand_out_again(stack: Stack, subscription_id: uuid.UUID) -> list[tuple[int,
         rows = db.session.execute(
             select(Delivery).where(
                 Delivery.subscription_id == subscription_id,
-                Delivery.status.in_([DeliveryStatus.queued, DeliveryStatus.retrying]),
+                Delivery.status == DeliveryStatus.queued,
             )
         ).scalars()
-        stuck = [(d.id, d.attempts, d.claimed_until is not None) for d in rows]
+        # Leased far beyond any send (its worker is dead), or handed out and never begun.
+        # Retrying ones wait for their own moment: that is the behaviour under test.
+        stuck = [
+            (d.id, d.attempts, d.claimed_until is not None)
+            for d in rows
+            if (d.claimed_until and _aware(d.claimed_until) > now + timedelta(seconds=60))
+            or (d.claimed_until is None and d.attempts == 0)
+        ]
         db.session.execute(
             update(Delivery)
             .where(Delivery.id.in_([i for i, _, _ in stuck]))
@@ -171,6 +178,10 @@ def _hand_out_again(stack: Stack, subscription_id: uuid.UUID) -> list[tuple[int,
     with stack.app.app_context():
         assert not handoff.send_deliveries([i for i, _, _ in stuck]), "the broker refused"
     return [(attempts, leased) for _, attempts, leased in stuck]
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _emails(stack: Stack, load: Load, ended: datetime, timeout: float) -> dict[str, int]:
@@ -187,7 +198,7 @@ def _emails(stack: Stack, load: Load, ended: datetime, timeout: float) -> dict[s
         return found
 
     began = stack.read(lambda: db.session.get_one(Subscription, subscription_id).created_at)
-    began = began.replace(tzinfo=UTC) if began.tzinfo is None else began
+    began = _aware(began)
     # Every minute (the subscription's cron) after it began, up to a few seconds before the
     # end: the dispatcher runs at the start of each minute.
     due = []
@@ -207,18 +218,18 @@ def _emails(stack: Stack, load: Load, ended: datetime, timeout: float) -> dict[s
 
     deferred: list[tuple[int, bool]] = []
     try:
-        found = wait_until(settled, min(timeout, 25), "deliveries still in flight")
+        found = wait_until(settled, min(timeout, 10), "deliveries still in flight")
     except AssertionError:
         # A worker killed inside a send leaves its delivery leased for the task time limit
         # (15 min), and one killed holding a reserved task leaves it to the dispatcher's
-        # lost-task sweep (5 min). Bring that moment forward: end the leases and hand
+        # lost-task sweep (5 min). Bring that moment forward: end those leases and hand
         # them out, as the sweep will; each must still go out once.
         deferred = _hand_out_again(stack, subscription_id)
         try:
             found = wait_until(settled, timeout, "deliveries still in flight")
         except AssertionError as exc:
             state = [
-                (d.scheduled_for, d.manual, d.status.value, d.attempts, d.last_error)
+                (d.scheduled_for, d.manual, d.status.value, d.attempts, d.claimed_until)
                 for d in stack.read(deliveries)
             ]
             raise AssertionError(f"{exc}; due {due}; deliveries {state}") from exc

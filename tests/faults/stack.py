@@ -364,6 +364,15 @@ class Stack:
     def log(self, name: str) -> str:
         return self.parts[name].log.read_text(errors="replace")
 
+    def revive(self) -> list[str]:
+        """Start again every part that died (not stopped on purpose); returns their names.
+        For a module's next test, after one whose fault killed a part it should not have."""
+        dead = [n for n, p in self.parts.items() if not p.stopped and not p.alive()]
+        for name in dead:
+            starter = {"web": self.start_web, "worker": self.start_worker, "beat": self.start_beat}
+            starter[name.split("-")[0]](name)
+        return dead
+
     def check(self) -> None:
         """Every part not stopped on purpose is still running."""
         for part in self.parts.values():

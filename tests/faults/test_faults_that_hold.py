@@ -29,8 +29,8 @@ pytestmark = pytest.mark.skipif(
 
 LONG = os.environ.get("NT_FAULTS_LONG") == "1"
 # How many times a fault is repeated, and how long the load runs around each.
-REPEAT = 5 if LONG else 2
-SPELL = 10.0 if LONG else 2.5
+REPEAT = 5 if LONG else 1
+SPELL = 10.0 if LONG else 1.5
 # Where each test's figures go, for docs/reliability.md.
 FIGURES = Path(__file__).resolve().parents[2] / "test-output" / "faults"
 
@@ -40,6 +40,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     # Redis keeps its append-only file, as docker-compose.yml runs it.
     with running_stack(tmp_path_factory.mktemp("stack"), redis_persistence=True) as stack:
         yield stack
+
+
+@pytest.fixture(autouse=True)
+def _revived(stack: Stack) -> Iterator[None]:
+    """A test whose fault killed a part for good fails; the next one starts it again."""
+    stack.revive()
+    yield
 
 
 def record(name: str, figures: dict) -> None:
@@ -102,13 +109,36 @@ def test_a_whole_worker_sigkilled_then_restarted_loses_nothing(stack: Stack):
     assert figures["reports"]["answered_2xx"] > 0
 
 
+KOMBU_DIES_ON_REDIS_RESTART = (
+    "DEFECT seen (kombu 5.7.0, Redis transport): Redis went away while the worker held an "
+    "unacknowledged task; closing the channel restores it through a connection already "
+    "released (`_connparams`: 'NoneType' object has no attribute 'hostname'), and the worker "
+    "logged 'Unrecoverable error' and exited. Restarted (as compose's restart policy does), "
+    "nothing was lost: the reconciliation above passed. See docs/reliability.md."
+)
+KOMBU_TRACE = ("Unrecoverable error: AttributeError", "object has no attribute 'hostname'")
+
+
 def test_redis_restarted_loses_nothing(stack: Stack):
-    def fault(_load: Load) -> None:
-        for _ in range(REPEAT):
-            stack.redis.restart(down_for=SPELL / 2)
-            time.sleep(SPELL / 2)
+    died = []
+
+    def fault(load: Load) -> None:
+        for i in range(REPEAT + 1):
+            # Once with a build in the worker's hands (unacknowledged), once as it comes.
+            if i % 2 == 0:
+                mid_build(stack, load, lambda: stack.redis.restart(down_for=SPELL))
+            else:
+                stack.redis.restart(down_for=SPELL)
+            time.sleep(SPELL)
+            if not stack.parts["worker-1"].alive():
+                # Only the known defect may take the worker down; anything else fails here.
+                log = stack.log("worker-1")
+                assert all(part in log for part in KOMBU_TRACE), log[-3000:]
+                died.append(stack.revive())
 
     under_load(stack, fault, "redis_restart")
+    if died:
+        pytest.xfail(KOMBU_DIES_ON_REDIS_RESTART)
 
 
 def test_smtp_down_then_back_sends_each_email_once(stack: Stack):
@@ -121,12 +151,15 @@ def test_smtp_down_then_back_sends_each_email_once(stack: Stack):
     assert figures["emails"]["manual_202"] > 0
 
 
+@pytest.mark.skipif(
+    not LONG, reason="short form: bench/soak.py's two-machines run (two beats) in test_soak.py"
+)
 def test_two_schedulers_at_once_make_each_period_and_email_once(stack: Stack):
     def fault(_load: Load) -> None:
         stack.start_beat("beat-2")
-        # Long enough for both to fire the tick many times (and, in the long form, to
-        # cross minute boundaries where both dispatch the subscription).
-        time.sleep(SPELL * (6 if LONG else 2))
+        # Long enough for both to fire the tick many times and to cross minute
+        # boundaries where both dispatch the subscription.
+        time.sleep(90)
         stack.stop("beat-2")
 
     under_load(stack, fault, "two_schedulers")
