@@ -37,6 +37,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -264,6 +265,7 @@ class Stack:
     # Every idempotency key any load on this stack sent (loads follow one another).
     keys_sent: set[str] = field(default_factory=set)
     started_at: float = field(default_factory=time.time)
+    stop_times: dict[str, float] = field(default_factory=dict)
 
     # -- processes ----------------------------------------------------------------------
 
@@ -487,19 +489,25 @@ def running_stack(
         stack.groups = groups
 
         def stop_everything() -> None:
-            for part in reversed(stack.parts.values()):
+            def stop(part: Part) -> None:
+                began = time.monotonic()
                 part.stop(signal.SIGTERM, timeout=15)
+                stack.stop_times[part.name] = round(time.monotonic() - began, 1)
+
+            with ThreadPoolExecutor(max(1, len(stack.parts))) as pool:
+                list(pool.map(stop, stack.parts.values()))
             with app.app_context():
                 db.session.remove()
                 db.engine.dispose()
 
         cleanup.callback(stop_everything)
-        for i in range(1, webs + 1):
-            stack.start_web(f"web-{i}")
-        for i in range(1, workers + 1):
-            stack.start_worker(f"worker-{i}")
-        for i in range(1, beats + 1):
-            stack.start_beat(f"beat-{i}")
+        # Every part starts at once (each takes seconds to import and connect).
+        starts = [(stack.start_web, f"web-{i}") for i in range(1, webs + 1)]
+        starts += [(stack.start_worker, f"worker-{i}") for i in range(1, workers + 1)]
+        starts += [(stack.start_beat, f"beat-{i}") for i in range(1, beats + 1)]
+        with ThreadPoolExecutor(len(starts)) as pool:
+            for started in [pool.submit(start, name) for start, name in starts]:
+                started.result()
         if subscription_cron:
             status, body = stack.call(
                 "POST",
