@@ -165,13 +165,18 @@ def _hand_out_again(stack: Stack, subscription_id: uuid.UUID) -> list[tuple[int,
                 Delivery.status == DeliveryStatus.queued,
             )
         ).scalars()
-        # Leased far beyond any send (its worker is dead), or handed out and never begun.
-        # Retrying ones wait for their own moment: that is the behaviour under test.
+        # Leased far beyond any send (its worker is dead), or due, handed out and never
+        # begun. Retrying ones, and scheduled ones waiting for their period's summary,
+        # wait for their own moment: that is the behaviour under test.
         stuck = [
             (d.id, d.attempts, d.claimed_until is not None)
             for d in rows
             if (d.claimed_until and _aware(d.claimed_until) > now + timedelta(seconds=60))
-            or (d.claimed_until is None and d.attempts == 0)
+            or (
+                d.claimed_until is None
+                and d.attempts == 0
+                and _aware(d.next_attempt_at or now) <= now - timedelta(seconds=5)
+            )
         ]
         db.session.execute(
             update(Delivery)

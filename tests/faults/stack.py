@@ -480,6 +480,7 @@ def running_stack(
                 "DATABASE_URL": database_url,
                 "INSTANCE_PATH": str(folder / "tests"),
                 "CELERY_BROKER_URL": redis.url,
+                "CELERY_QUEUE": fixed["CELERY_QUEUE"],
                 "LOG_LEVEL": "WARNING",
                 "SUMMARY_INTERVAL_MINUTES": int(fixed["SUMMARY_INTERVAL_MINUTES"]),
             }

@@ -12,11 +12,14 @@ import json
 import os
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from service.extensions import db
+from service.models import Delivery
 from tests.backends import on_services
 from tests.faults.load import Load
 from tests.faults.reconcile import reconcile
@@ -142,13 +145,25 @@ def test_redis_restarted_loses_nothing(stack: Stack):
 
 
 def test_smtp_down_then_back_sends_each_email_once(stack: Stack):
-    def fault(_load: Load) -> None:
+    def fault(load: Load) -> None:
         stack.smtp.stop()
-        time.sleep(SPELL * 2)
-        stack.smtp.start()
+        try:
+            # An email asked for while SMTP is down: its first try fails, and it waits.
+            path = f"/api/v1/subscriptions/{stack.subscription_id}/send"
+            status, body = stack.call("POST", path, stack.tokens.admin, {})
+            assert status == 202, body
+            load.deliveries.add(body["id"])
+            wait_until(lambda: delivery_state(stack, body["id"]) == "retrying", 30, "no retry")
+            time.sleep(SPELL * (6 if LONG else 1))
+        finally:
+            stack.smtp.start()
 
     figures = under_load(stack, fault, "smtp_down")
     assert figures["emails"]["manual_202"] > 0
+
+
+def delivery_state(stack: Stack, delivery_id: str) -> str:
+    return stack.read(lambda: db.session.get_one(Delivery, uuid.UUID(delivery_id)).status.value)
 
 
 @pytest.mark.skipif(
@@ -173,5 +188,5 @@ def test_gunicorn_worker_sigkilled_mid_request_loses_nothing(stack: Stack):
             time.sleep(SPELL / 2)
 
     figures = under_load(stack, fault, "gunicorn_worker_sigkill")
-    assert "was sent SIGKILL" in stack.log("web-1") or "WORKER TIMEOUT" not in stack.log("web-1")
+    assert "was sent SIGKILL" in stack.log("web-1")
     assert figures["reports"]["answered_2xx"] > 0
