@@ -356,12 +356,20 @@ class Stack:
 
     def build_waiting(self) -> bool:
         """A worker is inside a summary build, waiting for `builds_held`'s lock."""
+        return bool(self._lock_waiters("query LIKE 'INSERT INTO summary_state%%'"))
+
+    def request_waiting(self) -> bool:
+        """A web request is waiting for `builds_held`'s lock (anything but a build: a
+        report's look-up of its group, its INSERT)."""
+        return bool(self._lock_waiters("query NOT LIKE 'INSERT INTO summary_state%%'"))
+
+    def _lock_waiters(self, condition: str) -> int:
         with psycopg.connect(self.database_url, autocommit=True) as connection:
             waiting = connection.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND query LIKE 'INSERT INTO summary_state%'"
+                f" AND {condition}"  # one of the two literals above
             ).fetchone()
-        return bool(waiting and waiting[0])
+        return waiting[0] if waiting else 0
 
     def log(self, name: str) -> str:
         return self.parts[name].log.read_text(errors="replace")
