@@ -18,7 +18,7 @@ At the end, the reconciliation of the fault tests (tests/faults/reconcile.py): e
 report answered 2xx stored once, every period built once, every email sent once. Memory
 is "flat" when each part's median RSS over the last third of the run is within
 `--rss-growth` (default 20%) of its median over the second third (the first is warm-up).
-Exit status 1 when either fails.
+Exit status 1 when either fails, or when a client was answered a 5xx.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.faults.load import Load
-from tests.faults.reconcile import reconcile
+from tests.faults.reconcile import reconcile, server_errors
 from tests.faults.stack import Stack, running_stack
 
 
@@ -121,6 +121,7 @@ def soak(
         sampler.join()
         clock = time.monotonic()
         figures = reconcile(stack, load, timeout=120)
+        figures["server_errors"] = server_errors(load)
         timings["reconcile_s"] = round(time.monotonic() - clock, 1)
         stack.check()
         clock = time.monotonic()
@@ -158,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.json:
         args.json.write_text(text)
+    if figures["server_errors"]:
+        print(f"SERVER ERRORS answered: {figures['server_errors']}", file=sys.stderr)
+        return 1
     if not figures["memory_flat"]:
         print("MEMORY GREW beyond --rss-growth; see 'memory'.", file=sys.stderr)
         return 1

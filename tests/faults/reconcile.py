@@ -34,8 +34,15 @@ from tests.faults.stack import Stack, wait_until
 ONE_MINUTE = timedelta(minutes=1)
 
 
+def server_errors(load: Load) -> dict[str, int]:
+    """The 5xx answers the clients got, by method, path and status."""
+    return {k: n for k, n in load.figures.statuses.items() if int(k.rsplit(" ", 1)[1]) >= 500}
+
+
 def reconcile(stack: Stack, load: Load, timeout: float = 60) -> dict[str, Any]:
-    """Assert exactly once everywhere; return the figures. Call after `load.stop()`."""
+    """Assert exactly once everywhere; return the figures. Call after `load.stop()`.
+    (What clients were answered on the way, 503s included, is the caller's to judge:
+    `load.figures.statuses`, `server_errors(load)`.)"""
     ended = datetime.now(UTC)
     figures: dict[str, Any] = {"load": load.figures.as_dict()}
     assert not load.refused, f"final refusals the load did not expect: {load.refused[:5]}"

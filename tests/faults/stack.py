@@ -16,12 +16,15 @@ stall, stop or restart (`stack.postgres`). Nothing shared is ever stopped.
 The small API for fault tests:
 - `stack.start_web/start_worker/start_beat(name)`, `stack.stop(name, signal)`,
   `stack.kill_pool_child(name)`, `stack.kill_pool(name)`, `stack.kill_web_worker(name)`:
-  the processes. `with stack.builds_held():` + `stack.build_waiting()`: a summary build
-  caught mid-task (PostgreSQL only), to kill or break something while it is in there.
+  the processes; `stack.revive()` starts again what died. `with stack.builds_held():`
+  with `stack.build_waiting()` / `stack.request_waiting()`: a summary build or a web
+  request caught mid-task (PostgreSQL), to kill or break something while it is in there.
 - `stack.redis.restart()`, `stack.smtp.stop()/start()`, `stack.postgres` (own cluster).
 - `stack.app`: a Flask app on the stack's database, for reading it in `stack.read()`.
 - `stack.tokens`, `stack.groups`, `stack.subscription_id`: what the load uses.
 - `stack.log(name)`: a part's output, for assertions and for failure messages.
+- `stack.call(method, path, secret, body)`: one request, (status, JSON or raw body).
+In a test, `make_stack(**options)` (tests/faults/conftest.py) starts one for the test.
 """
 
 from __future__ import annotations

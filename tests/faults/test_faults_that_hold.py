@@ -22,7 +22,7 @@ from service.extensions import db
 from service.models import Delivery
 from tests.backends import on_services
 from tests.faults.load import Load
-from tests.faults.reconcile import reconcile
+from tests.faults.reconcile import reconcile, server_errors
 from tests.faults.stack import Stack, children, running_stack, wait_until
 
 pytestmark = pytest.mark.skipif(
@@ -66,6 +66,8 @@ def under_load(stack: Stack, fault, name: str) -> dict:
     time.sleep(SPELL)
     load.stop()
     figures = reconcile(stack, load)
+    # A fault that holds costs the users nothing but a resend: never a 5xx.
+    assert not server_errors(load), server_errors(load)
     figures["fault_seconds"] = round(time.monotonic() - began, 1)
     record(name, figures)
     stack.check()

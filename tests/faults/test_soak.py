@@ -35,6 +35,7 @@ def test_two_machines_soak_reconciles(tmp_path: Path):
     )
     FIGURES.mkdir(parents=True, exist_ok=True)
     (FIGURES / "soak_two_machines.json").write_text(json.dumps(figures, indent=2, default=str))
+    assert not figures["server_errors"], figures["server_errors"]
     assert figures["reports"]["answered_2xx"] > 0
     assert figures["summaries"]["requested_202"] > 0
     assert figures["emails"]["manual_202"] > 0
