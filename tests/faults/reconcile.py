@@ -24,14 +24,13 @@ from typing import Any
 from sqlalchemy import select, update
 
 from service import handoff
+from service.domain import subscriptions as subscription_rules
 from service.domain import summaries as summary_rules
 from service.extensions import db
 from service.models import Delivery, Report, Subscription, Summary, SummaryStatus
 from service.models.subscriptions import DeliveryStatus
 from tests.faults.load import Load
 from tests.faults.stack import Stack, wait_until
-
-ONE_MINUTE = timedelta(minutes=1)
 
 
 def server_errors(load: Load) -> dict[str, int]:
@@ -216,15 +215,19 @@ def _emails(stack: Stack, load: Load, ended: datetime, timeout: float) -> dict[s
         db.session.expunge_all()
         return found
 
-    began = stack.read(lambda: db.session.get_one(Subscription, subscription_id).created_at)
-    began = _aware(began)
-    # Every minute (the subscription's cron) after it began, up to a few seconds before the
-    # end: the dispatcher runs at the start of each minute.
+    subscription = stack.read(
+        lambda: (lambda s: (s.created_at, s.cron, s.timezone))(
+            db.session.get_one(Subscription, subscription_id)
+        )
+    )
+    began, cron, zone = _aware(subscription[0]), subscription[1], subscription[2]
+    # Every moment of its schedule after it began, up to a few seconds before the end:
+    # the dispatcher runs at the start of each minute.
     due = []
-    moment = began.replace(second=0, microsecond=0) + ONE_MINUTE
-    while moment <= ended - timedelta(seconds=5):
+    for moment in subscription_rules.moments_after(cron, zone, began):
+        if moment > ended - timedelta(seconds=5):
+            break
         due.append(moment)
-        moment += ONE_MINUTE
 
     def settled() -> tuple[list[Delivery]] | None:
         # The deliveries due by the end (later ones are the next load's); in a tuple, so
