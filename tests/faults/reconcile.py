@@ -215,12 +215,11 @@ def _emails(stack: Stack, load: Load, ended: datetime, timeout: float) -> dict[s
         db.session.expunge_all()
         return found
 
-    subscription = stack.read(
-        lambda: (lambda s: (s.created_at, s.cron, s.timezone))(
-            db.session.get_one(Subscription, subscription_id)
-        )
-    )
-    began, cron, zone = _aware(subscription[0]), subscription[1], subscription[2]
+    def schedule() -> tuple[datetime, str, str]:
+        subscription = db.session.get_one(Subscription, subscription_id)
+        return _aware(subscription.created_at), subscription.cron, subscription.timezone
+
+    began, cron, zone = stack.read(schedule)
     # Every moment of its schedule after it began, up to a few seconds before the end:
     # the dispatcher runs at the start of each minute.
     due = []
