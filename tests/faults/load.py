@@ -111,6 +111,8 @@ class Load:
         self.deliveries: set[str] = set()  # ids of 202-answered "send now"
         self.seen_etags: dict[str, set[str]] = {}  # summary id -> ETags a reader got
         self.emails_before = len(stack.smtp.received)
+        # What this load answers for begins now (a module's loads follow one another).
+        self.began = datetime.now(UTC)
         tokens = stack.tokens
         assert tokens is not None
         chosen = tokens.coordinators[: coordinators or len(tokens.coordinators)]

@@ -4,8 +4,8 @@ server hold. Exactly once, counted, not assumed:
 - every report answered 2xx is stored once, under its key, as answered (id and total);
   nothing is stored under a key that was never sent;
 - every summary answered 202 comes to `ready`; every scheduled period since the stack
-  started has its one summary, ready; a summary a reader saw never changed its ETag;
-- every delivery (scheduled for each minute since the subscription began, and every
+  the load began has its one summary, ready; a summary a reader saw never changed its ETag;
+- every delivery (each moment of the subscription's schedule since the load began, and every
   "send now" answered 202) comes to `sent`, and the SMTP server received exactly one
   message for each (by Message-ID), and no other.
 
@@ -94,7 +94,8 @@ def _reports(stack: Stack, load: Load) -> dict[str, int]:
 def _summaries(stack: Stack, load: Load, ended: datetime, timeout: float) -> dict[str, int]:
     requested = [uuid.UUID(i) for i in load.summaries]
     every = timedelta(minutes=int(stack.settings["SUMMARY_INTERVAL_MINUTES"]))
-    first = summary_rules.period_start(datetime.fromtimestamp(stack.started_at, UTC), every)
+    since = max(datetime.fromtimestamp(stack.started_at, UTC), load.began)
+    first = summary_rules.period_start(since, every)
     last = summary_rules.period_start(ended, every)
     periods = []
     moment = first
@@ -220,10 +221,10 @@ def _emails(stack: Stack, load: Load, ended: datetime, timeout: float) -> dict[s
         return _aware(subscription.created_at), subscription.cron, subscription.timezone
 
     began, cron, zone = stack.read(schedule)
-    # Every moment of its schedule after it began, up to a few seconds before the end:
-    # the dispatcher runs at the start of each minute.
+    # Every moment of its schedule since the load began (and the subscription), up to a
+    # few seconds before the end: the dispatcher runs at the start of each minute.
     due = []
-    for moment in subscription_rules.moments_after(cron, zone, began):
+    for moment in subscription_rules.moments_after(cron, zone, max(began, load.began)):
         if moment > ended - timedelta(seconds=5):
             break
         due.append(moment)
