@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-embedded test-services lint format bench clean
+.PHONY: install run test test-embedded test-services lint format bench soak clean
 
 install: $(VENV)/.installed
 
@@ -52,6 +52,10 @@ format: install
 # Every benchmark (HTTP side by side, the import, the summary), then one table of targets.
 bench: install
 	$(BIN)/python -m bench.all
+
+# The bounded soak (docs/reliability.md): SOAK_ARGS="--duration 600 --machines 2".
+soak: install
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
