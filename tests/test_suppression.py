@@ -396,3 +396,23 @@ def test_people_previous_hides_the_sites_the_previous_summary_hid(earlier, later
         s["people_previous"] is None for s in seen["sites"]
     ]
     assert (then["totals"]["people"] is None) == (seen["totals"]["people_previous"] is None)
+
+
+def test_people_previous_is_all_hidden_where_the_record_is_of_another_threshold_or_missing():
+    """A summary records what the previous one hid at the threshold it was built with;
+    at another threshold (SMALL_CELL_THRESHOLD changed since) that is not known."""
+    zeros = {k: 0 for k in SADD_KEYS}
+    none = {k: 0 for k in VULNERABLE_KEYS}
+    now = build([(zeros, 40, none, 30, 0), (zeros, 50, none, 60, 6)])
+    then = build([(zeros, 30, none, 0, 0), (zeros, 60, none, 0, 0)])
+    now[suppression.PREVIOUS_HIDDEN] = suppression.hidden_people(then, 5)
+    seen = suppression.for_readers(now, 5)
+    assert [s["people_previous"] for s in seen["sites"]] == [30, 60]
+    assert seen["totals"]["people_previous"] == 90 and seen["sites"][1]["departures"]["people"] == 6
+    assert suppression.PREVIOUS_HIDDEN not in seen
+    unrecorded = {k: v for k, v in now.items() if k != suppression.PREVIOUS_HIDDEN}
+    for other in (suppression.for_readers(now, 7), suppression.for_readers(unrecorded, 5)):
+        for entry in [*other["sites"], other["totals"]]:
+            assert entry["people_previous"] is None and entry["change_since_previous"] is None
+            assert entry["departures"]["people"] in (0, None)
+    assert seen["sites"][0]["people"] == 40  # this summary's own figures are as they were

@@ -386,15 +386,3 @@ def jumping_groups(snap: Snapshot) -> list[dict[str, Any]]:
         {"site_id": r.site_id, "group_id": str(r.group_id), "before": r.before, "after": r.after}
         for r in rows
     ]
-
-
-def per_site_people(snap: Snapshot) -> dict[str, int]:
-    """Only the people per site at T (for the change since the previous summary)."""
-    state = snap.table
-    rows = db.session.execute(
-        select(state.c.site_id, func.coalesce(func.sum(Report.total), 0))
-        .select_from(state.outerjoin(Report, Report.id == state.c.report_id))
-        .where(_waiting(state))
-        .group_by(state.c.site_id)
-    )
-    return {site_id: int(people) for site_id, people in rows}
