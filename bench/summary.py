@@ -162,7 +162,9 @@ def timed_steps(as_of: datetime, previous: datetime, stale_after: timedelta) -> 
     db.session.rollback()
     started = time.perf_counter()
     with aggregation.snapshot(previous, "previous_state", with_previous_report=False) as then:
-        aggregation.per_site_people(then)
+        # As compose: the previous moment's people figures (what readers' view of it hid).
+        aggregation.site_counts(then)
+        aggregation.departures(then, since=summaries.previous_as_of(previous, summaries.interval()))
     times["previous_period"] = (time.perf_counter() - started) * 1000
     db.session.rollback()
     return times

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery.contrib.testing.worker import start_worker
 
-from service.domain.suppression import BELOW, COLUMNS
+from service.domain.summaries import period_start
+from service.domain.suppression import BELOW, COLUMNS, COMPLEMENTARY
 from tests.conftest import Auth
 from tests.helpers import AIRPORT, CENTRE, create_group, post_report, summary_now
 from tests.test_dashboard import signed_in
@@ -204,3 +206,43 @@ def test_the_openapi_document_shows_the_nullable_figures_and_the_flag(client):
     assert site["people"]["nullable"] is True
     assert "suppressed" in site and "below_threshold" in site["suppressed"]["description"]
     assert schemas["SummaryOut"]["properties"]["suppression"]
+
+
+def test_the_next_summary_hides_the_previous_people_the_previous_one_hid_for_a_breakdown(
+    app, client, auth
+):
+    """A man over 60 and a group of 5 without a breakdown at one site: a reader's view
+    of that summary hides the site's 6 people (6 - 5 would give the man away). The
+    next summary's people_previous is those 6: shown, it would undo that, side by side."""
+    admin, reader = auth.admin, auth.headers("reader")
+    man = create_group(client, admin, CENTRE, label="one man")
+    post_report(client, admin, man["id"], 1, 5, sadd={**dict.fromkeys(SADD, 0), "male_60_plus": 1})
+    five = create_group(client, admin, CENTRE, label="five people")
+    post_report(client, admin, five["id"], 5, 5)
+    every = timedelta(minutes=app.config["SUMMARY_INTERVAL_MINUTES"])
+    later = period_start(datetime.now(UTC), every)
+    earlier = later - every
+    assert earlier > datetime.now(UTC) - timedelta(hours=5)  # the reports count in both
+    first = summary_now(app, client, admin, earlier.isoformat(), build_here=True)
+    second = summary_now(app, client, admin, later.isoformat(), build_here=True)
+
+    exact = client.get(f"/api/v1/summaries/{second['id']}", headers=admin).get_json()
+    assert exact["previous_as_of"] == first["as_of"]
+    assert at_centre(exact)["people_previous"] == 6
+
+    then = client.get(f"/api/v1/summaries/{first['id']}", headers=reader).get_json()
+    seen = client.get(f"/api/v1/summaries/{second['id']}", headers=reader).get_json()
+    assert at_centre(then)["people"] is None
+    assert at_centre(then)["suppressed"]["people"] == COMPLEMENTARY
+    assert at_centre(seen)["people_previous"] is None
+    assert at_centre(seen)["suppressed"]["people_previous"] == COMPLEMENTARY
+    assert at_centre(seen)["change_since_previous"] is None
+    assert (then["totals"]["people"] is None) == (seen["totals"]["people_previous"] is None)
+    for fmt in ("csv", "hxl"):
+        text = client.get(f"/api/v1/summaries/{second['id']}?format={fmt}", headers=reader)
+        row = centre_row(text.get_data(as_text=True), hxl=fmt == "hxl")
+        assert row["change_since_previous"] == "suppressed"  # exports carry no people_previous
+
+
+def at_centre(document: dict[str, Any]) -> dict[str, Any]:
+    return next(s for s in document["sites"] if s["site_id"] == CENTRE)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from service.domain import suppression
@@ -120,6 +120,27 @@ sites_strategy = st.lists(
         st.fixed_dictionaries({k: figure for k in SADD_KEYS}),
         figure,
         st.fixed_dictionaries({k: figure for k in VULNERABLE_KEYS}),
+        figure,
+        figure,
+    ),
+    min_size=1,
+    max_size=3,
+)
+
+
+# A site with a few breakdown (and vulnerable) cells: where one small cell can make the
+# site's people complementary, which the column of people alone does not show.
+def few_cells(keys: list[str]) -> st.SearchStrategy[dict[str, int]]:
+    return st.dictionaries(st.sampled_from(keys), st.integers(1, 6), max_size=2).map(
+        lambda cells: {**dict.fromkeys(keys, 0), **cells}
+    )
+
+
+few_cells_strategy = st.lists(
+    st.tuples(
+        few_cells(SADD_KEYS),
+        st.sampled_from([0, 1, 2, 3, 4, 5, 6, 9]),
+        few_cells(VULNERABLE_KEYS),
         figure,
         figure,
     ),
@@ -345,8 +366,19 @@ def test_a_small_site_next_to_a_large_one_hides_the_large_ones_people_as_complem
     assert suppression.mark(middle, "people", 5) == "suppressed"
 
 
-@settings(max_examples=60, deadline=None)
-@given(sites_strategy, sites_strategy, st.sampled_from([3, 5]))
+ZERO_SADD = {k: 0 for k in SADD_KEYS}
+ZERO_VULNERABLE = {k: 0 for k in VULNERABLE_KEYS}
+
+
+@settings(max_examples=300, deadline=None)
+@given(few_cells_strategy, sites_strategy, st.sampled_from([3, 5]))
+# The previous summary hides a site's 4 people for its breakdown's sake (1 man over 60,
+# 3 without a breakdown), which the column of people_previous alone does not show.
+@example(
+    earlier=[({**ZERO_SADD, "male_60_plus": 1}, 3, ZERO_VULNERABLE, 0, 0)],
+    later=[(ZERO_SADD, 0, ZERO_VULNERABLE, 0, 0)],
+    threshold=3,
+)
 def test_people_previous_hides_the_sites_the_previous_summary_hid(earlier, later, threshold):
     """A summary's people_previous are the previous summary's people: shown where that
     one showed them, so putting the two side by side gives nothing away."""
@@ -354,6 +386,9 @@ def test_people_previous_hides_the_sites_the_previous_summary_hid(earlier, later
     # As many sites as before, each with the people it had then as people_previous.
     rows = (later + earlier)[: len(earlier)]
     now = build([(*row[:3], previous["sites"][i]["people"], row[4]) for i, row in enumerate(rows)])
+    # As compose records it: from the previous moment's people figures alone.
+    people_then = build([(*row[:3], 0, 0) for row in earlier])
+    now[suppression.PREVIOUS_HIDDEN] = suppression.hidden_people(people_then, threshold)
     then, seen = (suppression.for_readers(d, threshold) for d in (previous, now))
     if suppression.WITHHELD in then["totals"]["suppressed"].values():
         return  # nothing of it was shown (README: the residue of a withheld summary)
@@ -361,3 +396,23 @@ def test_people_previous_hides_the_sites_the_previous_summary_hid(earlier, later
         s["people_previous"] is None for s in seen["sites"]
     ]
     assert (then["totals"]["people"] is None) == (seen["totals"]["people_previous"] is None)
+
+
+def test_people_previous_is_all_hidden_where_the_record_is_of_another_threshold_or_missing():
+    """A summary records what the previous one hid at the threshold it was built with;
+    at another threshold (SMALL_CELL_THRESHOLD changed since) that is not known."""
+    zeros = {k: 0 for k in SADD_KEYS}
+    none = {k: 0 for k in VULNERABLE_KEYS}
+    now = build([(zeros, 40, none, 30, 0), (zeros, 50, none, 60, 6)])
+    then = build([(zeros, 30, none, 0, 0), (zeros, 60, none, 0, 0)])
+    now[suppression.PREVIOUS_HIDDEN] = suppression.hidden_people(then, 5)
+    seen = suppression.for_readers(now, 5)
+    assert [s["people_previous"] for s in seen["sites"]] == [30, 60]
+    assert seen["totals"]["people_previous"] == 90 and seen["sites"][1]["departures"]["people"] == 6
+    assert suppression.PREVIOUS_HIDDEN not in seen
+    unrecorded = {k: v for k, v in now.items() if k != suppression.PREVIOUS_HIDDEN}
+    for other in (suppression.for_readers(now, 7), suppression.for_readers(unrecorded, 5)):
+        for entry in [*other["sites"], other["totals"]]:
+            assert entry["people_previous"] is None and entry["change_since_previous"] is None
+            assert entry["departures"]["people"] in (0, None)
+    assert seen["sites"][0]["people"] == 40  # this summary's own figures are as they were

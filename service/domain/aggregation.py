@@ -210,6 +210,24 @@ def _waiting(state: Table) -> ColumnElement[bool]:
 
 def site_figures(snap: Snapshot, stale_after: timedelta) -> dict[str, SiteFigures]:
     """People, groups, breakdowns, vulnerabilities, freshness and needs per site at T."""
+    figures = site_counts(snap)
+    state, report = snap.table, Report.__table__
+    cutoff = snap.as_of - stale_after
+    stale = db.session.execute(
+        select(state.c.site_id, state.c.group_id)
+        .select_from(state.outerjoin(report, report.c.id == state.c.report_id))
+        .where(_waiting(state), or_(report.c.id.is_(None), report.c.observed_at < cutoff))
+        .order_by(state.c.site_id, state.c.group_id)
+    )
+    for site_id, group_id in stale:
+        figures[site_id].stale_groups.append(str(group_id))
+
+    _add_reported_needs(figures, state)
+    return figures
+
+
+def site_counts(snap: Snapshot) -> dict[str, SiteFigures]:
+    """People, groups, breakdowns and vulnerabilities per site at T (no freshness, no needs)."""
     state = snap.table
     report = Report.__table__
     sums = [func.sum(report.c[k]).label(k) for k in SADD_KEYS + VULNERABLE_KEYS]
@@ -239,18 +257,6 @@ def site_figures(snap: Snapshot, stale_after: timedelta) -> dict[str, SiteFigure
             vulnerable={k: int(row[k] or 0) for k in VULNERABLE_KEYS},
             last_observed_at=row["last_observed_at"],
         )
-
-    cutoff = snap.as_of - stale_after
-    stale = db.session.execute(
-        select(state.c.site_id, state.c.group_id)
-        .select_from(state.outerjoin(report, report.c.id == state.c.report_id))
-        .where(_waiting(state), or_(report.c.id.is_(None), report.c.observed_at < cutoff))
-        .order_by(state.c.site_id, state.c.group_id)
-    )
-    for site_id, group_id in stale:
-        figures[site_id].stale_groups.append(str(group_id))
-
-    _add_reported_needs(figures, state)
     return figures
 
 
@@ -380,15 +386,3 @@ def jumping_groups(snap: Snapshot) -> list[dict[str, Any]]:
         {"site_id": r.site_id, "group_id": str(r.group_id), "before": r.before, "after": r.after}
         for r in rows
     ]
-
-
-def per_site_people(snap: Snapshot) -> dict[str, int]:
-    """Only the people per site at T (for the change since the previous summary)."""
-    state = snap.table
-    rows = db.session.execute(
-        select(state.c.site_id, func.coalesce(func.sum(Report.total), 0))
-        .select_from(state.outerjoin(Report, Report.id == state.c.report_id))
-        .where(_waiting(state))
-        .group_by(state.c.site_id)
-    )
-    return {site_id: int(people) for site_id, people in rows}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from service.domain import aggregation, hot, rules
+from service.domain import aggregation, hot, rules, suppression
 from service.domain.canonical import digest
 from service.domain.errors import FieldError, Invalid
 from service.domain.headcounts import latest_observation
@@ -332,7 +333,9 @@ def compose(summary_id: uuid.UUID, as_of: datetime) -> dict[str, Any]:
         conflicts = aggregation.conflicting_groups(now)
         jumps = aggregation.jumping_groups(now)
     with aggregation.snapshot(previous, "previous_state", with_previous_report=False) as then:
-        before = aggregation.per_site_people(then)
+        earlier = aggregation.site_counts(then)
+        earlier_departed = aggregation.departures(then, since=previous_as_of(previous, every))
+    before = {site_id: fig.people for site_id, fig in earlier.items()}
 
     site_rows = db.session.execute(select(Site).order_by(Site.id)).scalars().all()
     shown = [s for s in site_rows if s.active or s.id in figures or s.id in departed]
@@ -389,7 +392,46 @@ def compose(summary_id: uuid.UUID, as_of: datetime) -> dict[str, Any]:
         "sites": sites,
         "flags": [flag | {"site_id": s["site_id"]} for s in sites for flag in s["flags"]],
         "standards": dict(setting("SPHERE")),
+        # people_previous is hidden where readers' view of the previous summary hid people.
+        suppression.PREVIOUS_HIDDEN: suppression.hidden_people(
+            _people_at(site_rows, earlier, earlier_departed), setting("SMALL_CELL_THRESHOLD")
+        ),
     }
+
+
+def _people_at(
+    site_rows: Sequence[Site],
+    figures: dict[str, aggregation.SiteFigures],
+    departed: dict[str, tuple[int, int]],
+) -> dict[str, Any]:
+    """The people figures of the summary as of an earlier moment (the sites it shows, and
+    what decides which of their people a reader's view hides), as compose writes them."""
+    sites = []
+    for site in site_rows:
+        if not (site.active or site.id in figures or site.id in departed):
+            continue
+        fig = figures.get(site.id) or aggregation.SiteFigures(site_id=site.id)
+        sites.append(
+            {
+                "site_id": site.id,
+                "people": fig.people,
+                "people_previous": 0,
+                "departures": {"groups": 0, "people": 0},
+                "sadd": fig.sadd,
+                "people_without_sadd": fig.people_without_sadd,
+                "vulnerable": fig.vulnerable,
+                "flags": [],
+            }
+        )
+    totals = {
+        "people": sum(s["people"] for s in sites),
+        "people_previous": 0,
+        "departures": {"groups": 0, "people": 0},
+        "sadd": _sum_dicts(s["sadd"] for s in sites),
+        "people_without_sadd": sum(s["people_without_sadd"] for s in sites),
+        "vulnerable": _sum_dicts(s["vulnerable"] for s in sites),
+    }
+    return {"sites": sites, "totals": totals}
 
 
 def _site_flags(

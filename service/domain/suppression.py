@@ -18,6 +18,11 @@ the OCHA Centre for Humanitarian Data's guidance on statistical disclosure contr
   with its people (and previous people); the totals' latrines (a sum of roundings up)
   whenever any site's needs are hidden; departures.people with people_previous, so
   that a departure cannot stand in for a hidden figure of the previous summary.
+- Across summaries: people_previous is hidden wherever a reader's view of the previous
+  summary hid people. That view hides some people for their breakdown's sake, which
+  the column of people_previous alone cannot tell, so the build records it in the
+  document (`previous_hidden`, from `hidden_people`); where the record is missing or
+  was made at another threshold, every people_previous is hidden.
 
 The function is pure: the same document and threshold give the same view.
 """
@@ -30,6 +35,9 @@ from typing import Any
 
 from service.domain import visibility
 from service.models import SADD_KEYS, VULNERABLE_KEYS
+
+# The document's record of the people a reader's view of the previous summary hid.
+PREVIOUS_HIDDEN = "previous_hidden"
 
 BELOW = "below_threshold"  # 1 .. threshold-1
 COMPLEMENTARY = "complementary"  # hidden so that a small cell cannot be recovered; >= threshold
@@ -76,11 +84,13 @@ def for_readers(document: dict[str, Any], threshold: int) -> dict[str, Any]:
     Each site and the totals carry `suppressed`: {"people": "below_threshold", ...},
     and the document `suppression`: {"threshold", "applied", "cells"}."""
     seen = copy.deepcopy(document)
+    seen.pop(PREVIOUS_HIDDEN, None)
     sites, totals = seen.get("sites", []), seen.get("totals")
     hidden: dict[Cell, str] = {}
     if threshold > 1 and sites and totals is not None:
         values = _values(seen)
-        hidden = _choose(values, _lines(len(sites)), threshold, _caps(values))
+        then = _hidden_then(document, threshold)
+        hidden = _choose(values, _lines(len(sites)), threshold, _caps(values), then)
         hidden |= _derived_from(hidden, len(sites))
     for index, entry in enumerate(sites):
         _apply(entry, {f: kind for (i, f), kind in hidden.items() if i == index})
@@ -96,9 +106,32 @@ def for_readers(document: dict[str, Any], threshold: int) -> dict[str, Any]:
     return seen
 
 
+def hidden_people(document: dict[str, Any], threshold: int) -> dict[str, Any]:
+    """Which sites' people (and whether the totals' people) a reader's view of this
+    summary hides: the next summary records it as its `previous_hidden`.
+
+    Only people, their breakdown and vulnerable counts decide it: the columns of
+    people_previous and departures share no line with them, so they are left out (and
+    the summary need not know its own previous one). The one exception, a summary
+    withheld for its departures' sake, hid more than recorded; what the record leaves
+    shown is then what that summary would have shown had it not been withheld."""
+    people_only = copy.deepcopy(document)
+    people_only.pop(PREVIOUS_HIDDEN, None)
+    for entry in [*people_only["sites"], people_only["totals"]]:
+        entry["people_previous"] = 0
+        entry["departures"] = {"groups": 0, "people": 0}
+    seen = for_readers(people_only, threshold)
+    return {
+        "threshold": threshold,
+        "sites": [s["site_id"] for s in seen["sites"] if s["people"] is None],
+        "totals": seen["totals"]["people"] is None,
+    }
+
+
 def exact(document: dict[str, Any], threshold: int) -> dict[str, Any]:
     """What admins and coordinators see: the figures as built, said so."""
-    return {**document, "suppression": {"threshold": threshold, "applied": False, "cells": 0}}
+    seen = {k: v for k, v in document.items() if k != PREVIOUS_HIDDEN}
+    return {**seen, "suppression": {"threshold": threshold, "applied": False, "cells": 0}}
 
 
 def view(document: dict[str, Any], exact_figures: bool, threshold: int) -> dict[str, Any]:
@@ -190,6 +223,19 @@ def _lines(sites: int) -> list[Line]:
     return columns + rows
 
 
+def _hidden_then(document: dict[str, Any], threshold: int) -> set[Cell]:
+    """The people_previous cells whose people a reader's view of the previous summary
+    hid; all of them when that is not known at this threshold (a document built before
+    the record, or SMALL_CELL_THRESHOLD changed since)."""
+    sites = document["sites"]
+    record = document.get(PREVIOUS_HIDDEN)
+    if not record or record.get("threshold") != threshold:
+        return {(i, ("people_previous",)) for i in [*range(len(sites)), -1]}
+    hid = set(record["sites"])
+    then = {(i, ("people_previous",)) for i, s in enumerate(sites) if s["site_id"] in hid}
+    return then | ({(-1, ("people_previous",))} if record["totals"] else set())
+
+
 def _caps(values: dict[Cell, int]) -> dict[Cell, int]:
     """Upper bounds a reader knows besides the lines: a vulnerable count is at most the
     people it is of (kept at the true people, which is no looser than what a reader knows)."""
@@ -197,7 +243,11 @@ def _caps(values: dict[Cell, int]) -> dict[Cell, int]:
 
 
 def _choose(
-    values: dict[Cell, int], lines: list[Line], threshold: int, caps: dict[Cell, int]
+    values: dict[Cell, int],
+    lines: list[Line],
+    threshold: int,
+    caps: dict[Cell, int],
+    then: set[Cell],
 ) -> dict[Cell, str]:
     hidden: dict[Cell, str] = {
         cell: BELOW for cell, value in sorted(values.items(), key=_order) if 0 < value < threshold
@@ -211,6 +261,11 @@ def _choose(
             zeros.update(line.parts)
     zeros.update(c for c in values if c[1] in VULNERABLE and hidden.get((c[0], ("people",))))
     hidden.update(dict.fromkeys(sorted(zeros, key=lambda c: _order((c, 0))), BELOW))
+    # What the previous summary hid, hidden here too: shown, it would undo that summary's
+    # suppression side by side. A small figure is hidden already; a zero tells nothing.
+    for cell in sorted(then, key=lambda c: _order((c, 0))):
+        if cell not in hidden and values[cell] > 0:
+            hidden[cell] = COMPLEMENTARY
     if not hidden:
         return hidden
     of: dict[Cell, list[Line]] = {}
@@ -222,8 +277,8 @@ def _choose(
     # tells nothing about a person.
     protect = {cell for cell, kind in hidden.items() if kind == BELOW and values[cell] > 0}
     # Phase 1: each column across sites on its own, so that a column's pattern depends
-    # on its figures only (the previous summary's people and this one's people_previous
-    # then hide the same sites when their figures are the same).
+    # on its figures only (with what the previous summary hid added above, its people
+    # and this one's people_previous then hide the same sites).
     for line in lines[: len(COLUMNS)]:
         alone = {c: [line] for c in line.cells()}
         while not all(search.has_move(c, alone) for c in line.cells() if c in protect):
