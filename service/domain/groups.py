@@ -35,17 +35,28 @@ def visible_group(caller: Caller, group_id: uuid.UUID) -> Group:
     return group
 
 
+def of_sites_seen(
+    query: Select[Any], site_column: Any, caller: Caller, site_id: str | None = None
+) -> Select[Any]:
+    """`query` narrowed to the sites whose groups and head counts `caller` sees (readers
+    are refused), and to `site_id` if named (refused if the caller may not see it): the
+    one place a list of groups or head counts is scoped."""
+    sites = caller.group_sites()
+    if site_id is not None:
+        caller.require_sees_groups_of(site_id)
+        query = query.where(site_column == site_id)
+    if sites is not None:
+        query = query.where(site_column.in_(sites) if sites else false())
+    return query
+
+
 def visible_groups(
     caller: Caller, site_id: str | None = None, status: GroupStatus | None = None
 ) -> Select[tuple[Group]]:
     """The groups this caller may see, oldest first; a `site_id` it may not see is refused."""
-    sites = caller.group_sites()
-    query = select(Group).order_by(Group.created_at, Group.id)
-    if site_id is not None:
-        caller.require_sees_groups_of(site_id)
-        query = query.where(Group.site_id == site_id)
-    if sites is not None:
-        query = query.where(Group.site_id.in_(sites) if sites else false())
+    query = of_sites_seen(
+        select(Group).order_by(Group.created_at, Group.id), Group.site_id, caller, site_id
+    )
     if status is not None:
         query = query.where(Group.status == status)
     return query

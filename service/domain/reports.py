@@ -20,10 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, false, select
+from sqlalchemy import Select, select
 
 from service.domain.callers import Caller
 from service.domain.errors import DomainError, FieldError, InProgress, Invalid, NotFound
+from service.domain.groups import of_sites_seen
 from service.domain.headcounts import HeadCount, Need
 from service.domain.writer import Found, Written, first_of_each_key, for_session
 from service.extensions import db
@@ -188,13 +189,8 @@ def visible_reports(
 ) -> Select[tuple[Report]]:
     """The head counts this caller may see, newest observation first. A `site_id` it may
     not see is refused; another site's `group_id` finds nothing (not confirmed)."""
-    sites = caller.group_sites()
-    query = select(Report).order_by(Report.observed_at.desc(), Report.id.desc())
-    if site_id is not None:
-        caller.require_sees_groups_of(site_id)
-        query = query.where(Report.site_id == site_id)
-    if sites is not None:
-        query = query.where(Report.site_id.in_(sites) if sites else false())
+    newest_first = select(Report).order_by(Report.observed_at.desc(), Report.id.desc())
+    query = of_sites_seen(newest_first, Report.site_id, caller, site_id)
     if group_id is not None:
         query = query.where(Report.group_id == group_id)
     if since is not None:
