@@ -34,13 +34,14 @@ def client_address() -> str:
 
 
 def token_key() -> str:
-    """The caller's token, as its hash (never the secret): the API's bearer token, or the
-    dashboard's signed-in one. Empty when the request carries none."""
+    """The caller's token, as its hash (never the secret), for the API; for the dashboard
+    the signed-in session (its cookie names a server-side session, not the token; a new
+    one costs a sign-in, itself limited per address). Empty when the request has none."""
     scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and secret.strip():
         return "token:" + hash_token(secret.strip())[:32]
-    token_id = session.get("token_id")
-    return f"token-id:{token_id}" if isinstance(token_id, int) else ""
+    session_id = session.get("session_id")
+    return f"session:{session_id}" if isinstance(session_id, str) else ""
 
 
 def _without_token() -> bool:

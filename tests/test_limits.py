@@ -17,7 +17,7 @@ from tests.backends import on_services
 from tests.browser import free_port
 from tests.conftest import Auth
 from tests.helpers import AIRPORT, hours_ago
-from tests.test_dashboard import csrf_token
+from tests.test_dashboard import csrf_token, signed_in
 
 
 def assert_too_many(response, window_seconds: int = 60) -> None:
@@ -57,6 +57,23 @@ def test_summaries_asked_for_are_limited_per_token(make_app):
     # Another token is not throttled by this one's limit; reads go on for both.
     assert client.post("/api/v1/summaries", json={}, headers=other).status_code == 202
     assert client.get("/api/v1/summaries", headers=one).status_code == 200
+
+
+def test_summaries_asked_for_on_the_dashboard_are_limited_per_sign_in(make_app):
+    app = make_app(RATELIMIT_ON_DEMAND_SUMMARIES="2 per minute")
+    auth = Auth(app)
+    one = signed_in(app, auth.token("coordinator", AIRPORT))
+    other = signed_in(app, auth.token("coordinator", AIRPORT))
+
+    def ask(client):
+        return client.post("/request-summary", data={"csrf_token": csrf_token(client, "/")})
+
+    assert [ask(one).status_code for _ in range(2)] == [303, 303]
+    refused = ask(one)
+    assert_too_many(refused)
+    assert refused.mimetype == "text/html"
+    assert count(app, Summary) == 2  # the refused request stored nothing
+    assert ask(other).status_code == 303
 
 
 def test_writes_are_limited_per_token(make_app):
