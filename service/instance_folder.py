@@ -19,7 +19,12 @@ PRIVATE = 0o077  # the umask: no group or other access to anything created
 def keep_private(folder: Path) -> None:
     os.umask(PRIVATE)
     folder.mkdir(parents=True, exist_ok=True)
-    for path in [folder, *folder.rglob("*")]:
+    if not folder.stat().st_mode & PRIVATE:
+        # Made private at an earlier start; everything since was created under the
+        # umask. (Every process starts here, and the outbox only grows.)
+        return
+    # The folder last: an interrupted walk is done again at the next start.
+    for path in [*folder.rglob("*"), folder]:
         try:
             mode = path.lstat().st_mode
             if not stat.S_ISLNK(mode) and mode & PRIVATE:
