@@ -18,6 +18,7 @@ from celery.contrib.testing.worker import start_worker
 
 from service.domain.summaries import period_start
 from service.domain.suppression import BELOW, COLUMNS, COMPLEMENTARY
+from service.models import SADD_KEYS
 from tests.conftest import Auth
 from tests.helpers import AIRPORT, CENTRE, create_group, post_report, summary_now
 from tests.test_dashboard import signed_in
@@ -40,23 +41,11 @@ def seed(app, client, admin) -> dict[str, Any]:
         (CENTRE, 3, {"female_18_59": 2, "male_0_4": 1}, 1),
     ):
         group = create_group(client, admin, site, label=f"group at {site}")
-        sadd = {**dict.fromkeys(SADD, 0), **sadd}
+        sadd = {**dict.fromkeys(SADD_KEYS, 0), **sadd}
         post_report(
             client, admin, group["id"], total, 1, sadd=sadd, vulnerable={"injured": injured}
         )
     return summary_now(app, client, admin, build_here=True)
-
-
-SADD = [
-    "female_0_4",
-    "female_5_17",
-    "female_18_59",
-    "female_60_plus",
-    "male_0_4",
-    "male_5_17",
-    "male_18_59",
-    "male_60_plus",
-]
 
 
 def figures(entry: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -216,7 +205,8 @@ def test_the_next_summary_hides_the_previous_people_the_previous_one_hid_for_a_b
     next summary's people_previous is those 6: shown, it would undo that, side by side."""
     admin, reader = auth.admin, auth.headers("reader")
     man = create_group(client, admin, CENTRE, label="one man")
-    post_report(client, admin, man["id"], 1, 5, sadd={**dict.fromkeys(SADD, 0), "male_60_plus": 1})
+    one_man = {**dict.fromkeys(SADD_KEYS, 0), "male_60_plus": 1}
+    post_report(client, admin, man["id"], 1, 5, sadd=one_man)
     five = create_group(client, admin, CENTRE, label="five people")
     post_report(client, admin, five["id"], 5, 5)
     every = timedelta(minutes=app.config["SUMMARY_INTERVAL_MINUTES"])
