@@ -30,7 +30,7 @@ access_log = logging.getLogger("needs_tracker.access")
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     from swagger_ui_bundle import swagger_ui_path
 
-    from service import auth, limits
+    from service import auth, i18n, limits
     from service.cli import register_commands
     from service.errors import register_error_handlers
 
@@ -44,6 +44,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(_openapi_settings())
     configure_logging(app.config["LOG_LEVEL"])
 
+    i18n.init_app(app)
     register_extensions(app)
     register_error_handlers(app)
     register_commands(app)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from flask_babel import Babel
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
@@ -41,3 +42,5 @@ db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 # CSRF tokens on the dashboard's forms; see service/__init__.py for what is exempt.
 csrf = CSRFProtect()
+# Pages and emails in en, hy, ru: see service/i18n.py.
+babel = Babel()
