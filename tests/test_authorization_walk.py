@@ -239,6 +239,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/unsubscribe"): Route(PUBLIC, with_ids("/unsubscribe?token={unsubscribe}")),
     ("POST", "/unsubscribe"): Route(PUBLIC, with_ids("/unsubscribe?token={unsubscribe}")),
     ("GET", "/static/<path:filename>"): Route(PUBLIC, at("/static/dashboard.css")),
+    # the language switcher: sets the `lang` cookie (a display preference) and goes back
+    ("GET", "/language/<code>"): Route(PUBLIC, at("/language/hy?next=/")),
     # the dashboard: signed in with a token; the same rules as the API
     ("GET", "/"): Route(page(OK, OK, OK, OK), at("/")),
     ("POST", "/request-summary"): Route(page(OK, OK, OK, 403), form("/request-summary")),
