@@ -40,6 +40,7 @@ from flask import (
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from werkzeug.exceptions import HTTPException
 
 from service.extensions import babel
 
@@ -210,9 +211,25 @@ def flag_message(message: str) -> str:
 # --- the switcher ------------------------------------------------------------------------
 
 
+def _back_here() -> str:
+    """Where the switcher sends back to: this page; after a form was sent, the same address
+    read with GET when there is such a page (the sign-in form, the unsubscribe link), else
+    the overview."""
+    if not has_request_context():
+        return "/"
+    here = request.full_path.rstrip("?")
+    if request.method in ("GET", "HEAD"):
+        return here
+    try:
+        current_app.url_map.bind("localhost").match(request.path, method="GET")
+    except HTTPException:
+        return "/"
+    return here
+
+
 def switcher_links() -> list[dict[str, Any]]:
     """The switcher's links for the page being shown: back to this page, in each language."""
-    here = request.full_path.rstrip("?") if has_request_context() else "/"
+    here = _back_here()
     now = current_language()
     return [
         {
