@@ -62,7 +62,14 @@ def chosen_language() -> str:
     cookie = request.cookies.get(COOKIE)
     if cookie in LANGUAGES:
         return cookie
-    return request.accept_languages.best_match(LANGUAGES) or DEFAULT_LANGUAGE
+    # The browser's languages in its order of preference, each by its primary tag: "en-GB"
+    # is English, before an Armenian it prefers less. (Werkzeug's best_match would take
+    # an exact "hy;q=0.8" over "en-GB" first.)
+    for value, quality in request.accept_languages:
+        primary = value.replace("_", "-").split("-")[0].lower()
+        if quality > 0 and primary in LANGUAGES:
+            return primary
+    return DEFAULT_LANGUAGE
 
 
 def current_language() -> str:

@@ -234,6 +234,16 @@ def test_the_browser_language_is_used_until_the_switcher_says_otherwise(app):
     assert page_language(russian) == "ru"
     assert "Войти" in russian.get_data(as_text=True)
     assert page_language(client.get("/sign-in", headers={"Accept-Language": "de"})) == "en"
+    # By preference, each language by its primary tag.
+    for header, language in [
+        ("hy-AM", "hy"),
+        ("en-GB,hy;q=0.8", "en"),
+        ("de-DE,ru;q=0.5,hy;q=0.4", "ru"),
+        ("hy;q=0.2,ru-RU;q=0.9", "ru"),
+        ("ru;q=0,hy;q=0.1", "hy"),
+    ]:
+        response = client.get("/sign-in", headers={"Accept-Language": header})
+        assert page_language(response) == language, header
 
     switched = client.get("/language/ru?next=/sign-in%3Fnext%3D/import")
     assert switched.status_code == 303
