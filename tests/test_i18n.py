@@ -160,6 +160,23 @@ def test_incoming_translations_are_merged_into_a_catalog_and_nothing_else_change
     assert merging.merge(target, incoming) == 0  # a second run changes nothing
 
 
+def test_other_areas_incoming_translations_are_in_the_catalogs():
+    """A file in translations/incoming/ is merged by `make translations`; until it is,
+    its strings would show in English."""
+    for language in OTHER:
+        messages = {m.id: m.string for m in catalog(language) if m.id}
+        for path in sorted((TRANSLATIONS / "incoming").glob(f"*.{language}.po")):
+            with path.open("rb") as file:
+                incoming = read_po(file, locale=language)
+            for message in incoming:
+                if message.id and all(
+                    message.string if isinstance(message.string, tuple) else [message.string]
+                ):
+                    assert messages.get(message.id) == message.string, (
+                        f"{path.name}: {message.id!r} is not merged: run `make translations`"
+                    )
+
+
 def test_committed_mo_files_are_the_po_files_compiled():
     for language in OTHER:
         compiled = io.BytesIO()

@@ -48,6 +48,11 @@ def merge(catalog: Catalog, incoming: Catalog) -> int:
             existing.string = message.string
             existing.flags = flags | {f for f in existing.flags if f != "fuzzy"}
         else:
+            # Not in the sources (yet): `pybabel update` put it aside as obsolete; it is
+            # brought back here, once.
+            for key, old in list(catalog.obsolete.items()):
+                if old.id == message.id and old.context == message.context:
+                    del catalog.obsolete[key]
             catalog.add(
                 message.id,
                 message.string,
