@@ -269,6 +269,14 @@ def switch(code: str) -> Response:
     return response
 
 
+def language_headers(response: Response) -> Response:
+    """A page says its language, and that it depends on the browser's and the cookie's."""
+    if response.mimetype == "text/html" and has_request_context():
+        response.headers["Content-Language"] = current_language()
+        response.vary.update(("Accept-Language", "Cookie"))
+    return response
+
+
 def init_app(app: Flask) -> None:
     app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT_LANGUAGE)
     app.config.setdefault("BABEL_DEFAULT_TIMEZONE", "UTC")
@@ -278,6 +286,7 @@ def init_app(app: Flask) -> None:
         default_translation_directories=str(TRANSLATIONS),
     )
     app.register_blueprint(blp)
+    app.after_request(language_headers)
     app.add_template_global(current_language, "current_language")
     app.add_template_global(switcher_links, "language_links")
     app.add_template_filter(sector, "sector")

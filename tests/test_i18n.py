@@ -249,6 +249,8 @@ def test_the_browser_language_is_used_until_the_switcher_says_otherwise(app):
     assert page_language(client.get("/sign-in", headers={"Accept-Language": "hy"})) == "hy"
     russian = client.get("/sign-in", headers={"Accept-Language": "ru-RU,ru;q=0.9,en;q=0.5"})
     assert page_language(russian) == "ru"
+    assert russian.headers["Content-Language"] == "ru"
+    assert {"Accept-Language", "Cookie"} <= set(russian.headers["Vary"].replace(" ", "").split(","))
     assert "Войти" in russian.get_data(as_text=True)
     assert page_language(client.get("/sign-in", headers={"Accept-Language": "de"})) == "en"
     # By preference, each language by its primary tag.
