@@ -151,8 +151,8 @@ def html_error(error: HTTPException | DomainError) -> tuple[str, int]:
     if isinstance(error, CSRFError):
         message = _("The form expired. Go back, reload the page and send it again.")
     elif i18n.current_language() != i18n.DEFAULT_LANGUAGE and not isinstance(error, Said):
-        # The core's and werkzeug's words are English: say what to do in the reader's
-        # language instead, and keep the detail (ids, field names) under it.
+        # The core's and werkzeug's words are English (the API's): say what to do in the
+        # reader's language instead.
         message = ERROR_ADVICE.get(status, _("Something went wrong. Go back and try again."))
     return render_template(
         "dashboard/error.html",
