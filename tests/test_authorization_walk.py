@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import re
 import uuid
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -202,6 +203,12 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/api/v1/summaries/latest"): Route(EVERY_TOKEN, at("/api/v1/summaries/latest")),
     ("GET", "/api/v1/summaries/<uuid:summary_id>"): Route(
         EVERY_TOKEN, with_ids("/api/v1/summaries/{summary}")
+    ),
+    ("GET", "/api/v1/summaries/latest/package"): Route(
+        EVERY_TOKEN, at("/api/v1/summaries/latest/package")
+    ),
+    ("GET", "/api/v1/summaries/<uuid:summary_id>/package"): Route(
+        EVERY_TOKEN, with_ids("/api/v1/summaries/{summary}/package")
     ),
     # subscriptions and their deliveries: admins
     ("GET", "/api/v1/subscriptions"): Route(ADMIN_ONLY, at("/api/v1/subscriptions")),
@@ -523,7 +530,11 @@ def leaked(world: World, caller: str, response: Any) -> str | None:
     """A label, origin, note or group id of a site whose groups `caller` may not see."""
     if caller == "admin" or response.status_code >= 300 or response.mimetype.startswith("image"):
         return None
-    body = response.get_data(as_text=True)
+    if response.mimetype == "application/zip" and response.get_data():  # a package: its files
+        with zipfile.ZipFile(io.BytesIO(response.get_data())) as archive:
+            body = "".join(archive.read(name).decode() for name in archive.namelist())
+    else:
+        body = response.get_data(as_text=True)
     for site, private in world.private.items():
         if caller == {SITE_A: "coordinator-a", SITE_B: "coordinator-b"}[site]:
             continue
