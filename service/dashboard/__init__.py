@@ -533,3 +533,7 @@ def hours(value: float | None) -> str:
         return ngettext("%(num)d h before", "%(num)d h before", whole)
     days = round(value / 24)
     return ngettext("%(num)d day before", "%(num)d days before", days)
+
+
+# --- admin pages (tokens, groups of a site, sites): their routes on this blueprint --------
+from service.dashboard import admin_groups, admin_sites, admin_tokens  # noqa: E402, F401
