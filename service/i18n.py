@@ -136,6 +136,28 @@ FLAG_NAMES = {
     "breakdown_missing": _l("breakdown missing"),
 }
 
+ROLES = {"admin": _l("admin"), "coordinator": _l("coordinator"), "reader": _l("reader")}
+
+# The countries on the sites' map (service/dashboard/geodata/outlines.json names them).
+COUNTRIES = {
+    "Armenia": _l("Armenia"),
+    "Azerbaijan": _l("Azerbaijan"),
+    "Georgia": _l("Georgia"),
+    "Iran": _l("Iran"),
+    "Russia": _l("Russia"),
+    "Turkey": _l("Turkey"),
+}
+
+
+def country(name: str) -> str:
+    return str(COUNTRIES.get(name, name))
+
+
+def role_name(role: Any) -> str:
+    """A token's role ("admin", or the Role itself) in the language."""
+    value = getattr(role, "value", role)
+    return str(ROLES.get(value, value))
+
 
 def sector(code: str) -> str:
     return str(SECTORS.get(code, code))
@@ -293,3 +315,5 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(site_kind, "site_kind")
     app.add_template_filter(flag_name, "flag_name")
     app.add_template_filter(flag_message, "flag_message")
+    app.add_template_filter(country, "country")
+    app.add_template_filter(role_name, "role_name")

@@ -28,6 +28,7 @@ ALWAYS_ALLOWED: tuple[str | re.Pattern[str], ...] = (
     "API",
     "CSV",
     "HXL",
+    "QR",
     "UTC",
     "ISO 8601",
     "UTF-8",

@@ -436,6 +436,34 @@ def test_error_pages_read_wholly_in_hy_and_ru(app, auth):
     assert_translated(expired, name="CSRF")
 
 
+def test_the_admin_pages_read_wholly_in_hy_and_ru(app, client, auth):
+    group = create_group(client, auth.admin, CENTRE, label="School 5 families")
+    post_report(client, auth.admin, group["id"], 40, 1)
+    admin = signed_in(app, auth.token("admin", name="Lead"))
+    auth.token("coordinator", CENTRE, name="Anna, centre")
+    # Names, an example id and the P-code (OCHA's word, kept in every language).
+    names = ["Lead", "Anna, centre", "test admin", "goris-school-3", re.compile(r"\bP-")]
+    for path in ("/tokens", "/sites", "/groups", f"/sites/{CENTRE}/groups"):
+        assert_translated(in_languages(admin, path), names, name=path)
+    created = {}
+    for language in i18n.LANGUAGES:
+        admin.set_cookie("lang", language)
+        response = admin.post(
+            "/tokens",
+            data={
+                "csrf_token": csrf_token(admin, "/tokens"),
+                "role": "coordinator",
+                "site": CENTRE,
+                "name": "Anna, centre",
+            },
+        )
+        assert response.status_code == 200, response.get_data(as_text=True)
+        created[language] = response.get_data(as_text=True)
+    link = re.compile(r"\S*/field/#token=\S*")
+    # The header's own words, as the API is called.
+    assert_translated(created, [*names, link, "Authorization: Bearer"], name="token created")
+
+
 def test_the_unsubscribe_pages_read_wholly_in_hy_and_ru(app, client, auth):
     subscription = subscribe(client, auth.admin, site_ids=[CENTRE])
     with app.app_context():
