@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
+import subprocess
 import threading
 import time
 import uuid
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from service import webhook_sender
 from service.domain import summaries, webhooks
 from service.extensions import db
 from service.models import Summary, WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -46,7 +50,7 @@ class Receiver:
     answers as told: `plan` is a list of answers for the next requests ("slow", a status
     code, or ("redirect", url)); then 200."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.requests: list[dict[str, Any]] = []
         self.plan: list[Any] = []
         self.lock = threading.Lock()
@@ -80,11 +84,17 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
+    @property
+    def port(self) -> int:
+        return self.server.server_address[1]
+
     def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+        return f"http://127.0.0.1:{self.port}{path}"
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -342,6 +352,55 @@ def test_a_redirect_is_not_followed(app, client, auth, receiver):
         elsewhere.stop()
 
 
+def certificate_for(name: str, folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for a host name, made with the openssl command line."""
+    cert, key = folder / f"{name}.pem", folder / f"{name}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}"]
+        + ["-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def test_https_goes_to_the_checked_address_with_the_hosts_name_and_certificate(
+    app, client, auth, monkeypatch, tmp_path
+):
+    # The receiver's certificate is for hooks.ngo.test, trusted as a CA would be; the
+    # name resolves (faked: DNS cannot be changed here) to loopback, which is listed.
+    cert, key = certificate_for("hooks.ngo.test", tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    monkeypatch.setattr(webhooks, "resolve", lambda host, port: ["127.0.0.1"])
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    secure = Receiver(tls)
+    try:
+        admin = auth.admin
+        webhook = register(client, admin, f"https://hooks.ngo.test:{secure.port}/in?k=1")
+        situation(app, client, admin, build_here=True)
+        (delivery,) = rows(app, WebhookDelivery)
+        with app.app_context():
+            assert attempt_webhook(delivery.id).status == "delivered"
+        (request,) = secure.requests
+        assert request["headers"]["Host"] == f"hooks.ngo.test:{secure.port}"
+        assert request["path"] == "/in?k=1"
+        verified(webhook["secret"], request)
+
+        # A certificate for another name is refused (and retried: it may be fixed).
+        other = register(client, admin, f"https://other.ngo.test:{secure.port}/in")
+        situation(app, client, admin, build_here=True)
+        (pending,) = rows(app, WebhookDelivery, endpoint_id=uuid.UUID(other["id"]))
+        with app.app_context():
+            assert attempt_webhook(pending.id).status == "retrying"
+        (found,) = deliveries(client, admin, other["id"])
+        assert "TLS" in found["last_error"]
+        assert len(secure.requests) == 1
+    finally:
+        secure.stop()
+
+
 # ---------------------------------------------------------------------------
 # Secrets, failures, who sees what
 # ---------------------------------------------------------------------------
@@ -500,3 +559,31 @@ def test_the_secret_is_shown_once_and_never_logged_or_audited(app, client, auth,
         assert secret not in shown
         assert secret not in caplog.text
         assert secret not in json.dumps(audit_events(app))
+
+
+def test_a_delivery_whose_worker_died_is_handed_out_again_by_the_sweep(app, client, auth, receiver):
+    admin = auth.admin
+    register(client, admin, receiver.url())
+    situation(app, client, admin, build_here=True)
+    with app.app_context():
+        (delivery_id,) = webhooks.due()  # never handed out: the build's sweep takes it
+        assert webhooks.due() == []  # handed out: left alone for a while
+        step = webhooks.begin(delivery_id)  # a worker leases it, counts the attempt...
+        db.session.commit()
+        assert isinstance(step, webhooks.Message)
+        # ... and dies before any answer. Its lease runs out; the sweep hands it out again.
+        later = utcnow() + webhooks.LOST_AFTER + timedelta(minutes=2)
+        assert webhooks.due(later) == [delivery_id]
+        db.session.commit()
+        again = webhooks.begin(delivery_id, later)
+        db.session.commit()
+        assert isinstance(again, webhooks.Message)
+        assert again.headers["webhook-id"] == step.headers["webhook-id"]
+        assert webhooks.begin(delivery_id, later) == webhooks.Outcome("skipped")  # leased
+        db.session.rollback()
+        assert webhooks.finish(again, webhook_sender.send(again), later).status == "delivered"
+        db.session.commit()
+        found = db.session.get_one(WebhookDelivery, delivery_id, populate_existing=True)
+        assert found.attempts == 2
+    (request,) = receiver.requests
+    assert request["headers"]["webhook-id"] == found.message_id

@@ -56,8 +56,6 @@ def build_summary(self: Task, summary_id: str) -> bool:
     try:
         built = summaries.build(uuid.UUID(summary_id))
         db.session.commit()
-        hand_out_webhooks()
-        return built
     except Exception as exc:
         _rollback()
         retry_if_the_database_is_away(self, exc)
@@ -65,8 +63,14 @@ def build_summary(self: Task, summary_id: str) -> bool:
         log.exception("summary build failed", extra={"summary_id": summary_id})
         summaries.mark_failed(uuid.UUID(summary_id), type(exc).__name__)
         db.session.commit()
+        built = False
+    # The events the build made (summary.ready or .failed) go now, not at the next tick.
+    try:
         hand_out_webhooks()
-        return False
+    except Exception:  # noqa: BLE001 - the tick's sweep hands them out
+        _rollback()
+        log.warning("webhooks left for the sweep", extra={"summary_id": summary_id})
+    return built
 
 
 @shared_task(name=handoff.TICK)
