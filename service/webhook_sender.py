@@ -72,6 +72,8 @@ def send(message: Message) -> Answer:
         return answer(error=f"TLS failed: {_short(exc)}", temporary=True)
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         return answer(error=f"Could not connect: {_short(exc)}", temporary=True)
+    except Exception as exc:  # noqa: BLE001 - recorded on the delivery, tried again
+        return answer(error=f"Could not send: {type(exc).__name__}.", temporary=True)
     finally:
         pool.close()
 

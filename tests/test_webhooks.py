@@ -300,6 +300,7 @@ def test_two_schedulers_at_once_make_one_delivery_per_event(
         "ftp://127.0.0.1/hook",
         "https://user:secret@127.0.0.1/hook",
         "not a url",
+        "https://hooks.ngo.example.org/\u0431",
     ],
 )
 def test_an_endpoint_at_a_private_address_or_not_https_is_refused(app, client, auth, url):
@@ -587,3 +588,38 @@ def test_a_delivery_whose_worker_died_is_handed_out_again_by_the_sweep(app, clie
         assert found.attempts == 2
     (request,) = receiver.requests
     assert request["headers"]["webhook-id"] == found.message_id
+
+
+def test_a_delivery_whose_workers_keep_dying_gives_up_after_the_schedule(
+    app, client, auth, receiver
+):
+    admin = auth.admin
+    webhook = register(client, admin, receiver.url())
+    situation(app, client, admin, build_here=True)
+    with app.app_context():
+        (found,) = db.session.execute(select(WebhookDelivery)).scalars()
+        # Every attempt the schedule allows (1 + 3 retries) began, none came to an outcome.
+        found.attempts, found.last_error = 4, "Timed out or cut off: ReadTimeoutError."
+        db.session.commit()
+        assert attempt_webhook(found.id).status == "failed"
+    (shown,) = deliveries(client, admin, webhook["id"])
+    assert shown["attempts"] == 4
+    assert shown["last_error"].startswith("Gave up after 4 attempts. Timed out")
+    assert receiver.requests == []
+
+
+def test_two_workers_given_one_delivery_at_once_send_it_once(app, client, auth, receiver):
+    admin = auth.admin
+    register(client, admin, receiver.url())
+    situation(app, client, admin, build_here=True)
+    (delivery,) = rows(app, WebhookDelivery)
+    outcomes: list[str] = []
+
+    def work() -> None:
+        with app.app_context():
+            outcomes.append(attempt_webhook(delivery.id).status)
+
+    at_once(2, work)
+    assert sorted(outcomes) == ["delivered", "skipped"]
+    assert len(receiver.requests) == 1
+    assert len(rows(app, WebhookAttempt)) == 1

@@ -138,6 +138,8 @@ def check_url(url: str) -> tuple[str, str, int, str]:
         raise Refused(f"At most {MAX_URL_LENGTH} characters.")
     if any(ord(c) < 33 or ord(c) == 127 for c in url):
         raise Refused("Must not contain spaces or control characters.")
+    if not url.isascii():
+        raise Refused("Must be ASCII: write a host name in punycode and a path percent-encoded.")
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -594,6 +596,11 @@ def begin(delivery_id: uuid.UUID, now: datetime | None = None) -> Message | Outc
     if stopped is not None:
         delivery.attempts -= 1  # nothing was tried
         return _end(delivery, WebhookDeliveryStatus.failed, stopped, counts=False)
+    if delivery.attempts > len(setting("WEBHOOK_RETRY_SCHEDULE")) + 1:
+        # Tries that never came to an outcome (a worker killed in each of them).
+        delivery.attempts -= 1
+        error = f"Gave up after {delivery.attempts} attempts. {delivery.last_error or ''}"
+        return _end(delivery, WebhookDeliveryStatus.failed, error.strip())
     body = _body(delivery.payload)
     sign_secrets = signing_secrets(endpoint, now)
     headers = {
