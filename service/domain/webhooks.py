@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import json
 import logging
 import secrets
 import socket
@@ -616,8 +617,6 @@ def begin(delivery_id: uuid.UUID, now: datetime | None = None) -> Message | Outc
 
 
 def _body(payload: dict[str, Any]) -> bytes:
-    import json
-
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
 
