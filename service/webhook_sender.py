@@ -35,7 +35,8 @@ def send(message: Message) -> Answer:
         read=float(current_app.config["WEBHOOK_TIMEOUT_SECONDS"]),
     )
     default_port = 443 if target.scheme == "https" else 80
-    host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
+    name = f"[{target.host}]" if ":" in target.host else target.host  # an IPv6 literal
+    host_header = name if target.port == default_port else f"{name}:{target.port}"
     options: dict[str, object] = {"timeout": timeout, "retries": False, "maxsize": 1}
     if target.scheme == "https":
         pool: urllib3.HTTPConnectionPool = urllib3.HTTPSConnectionPool(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import ssl
 import subprocess
 import threading
@@ -50,7 +51,9 @@ class Receiver:
     answers as told: `plan` is a list of answers for the next requests ("slow", a status
     code, or ("redirect", url)); then 200."""
 
-    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, tls: ssl.SSLContext | None = None, family: socket.AddressFamily = socket.AF_INET
+    ) -> None:
         self.requests: list[dict[str, Any]] = []
         self.plan: list[Any] = []
         self.lock = threading.Lock()
@@ -82,7 +85,9 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server_class = type("Server", (ThreadingHTTPServer,), {"address_family": family})
+        host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+        self.server = server_class((host, 0), Handler)
         self.server.daemon_threads = True
         if tls is not None:
             self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
@@ -623,3 +628,24 @@ def test_two_workers_given_one_delivery_at_once_send_it_once(app, client, auth, 
     assert sorted(outcomes) == ["delivered", "skipped"]
     assert len(receiver.requests) == 1
     assert len(rows(app, WebhookAttempt)) == 1
+
+
+def test_an_ipv6_loopback_endpoint_listed_is_reached_with_its_host_in_brackets(make_app, auth):
+    app = make_app(WEBHOOK_ALLOWED_HOSTS=("::1",))
+    client = app.test_client()
+    try:
+        v6 = Receiver(family=socket.AF_INET6)
+    except OSError:
+        pytest.skip("this machine has no IPv6 loopback")
+    try:
+        admin = auth.admin
+        webhook = register(client, admin, f"http://[::1]:{v6.port}/six")
+        situation(app, client, admin, build_here=True)
+        (delivery,) = rows(app, WebhookDelivery)
+        with app.app_context():
+            assert attempt_webhook(delivery.id).status == "delivered"
+        (request,) = v6.requests
+        assert request["headers"]["Host"] == f"[::1]:{v6.port}"
+        verified(webhook["secret"], request)
+    finally:
+        v6.stop()
