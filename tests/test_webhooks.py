@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -206,6 +206,11 @@ def test_a_ready_summary_is_delivered_signed_as_each_owner_sees_it(
         verified(mine["secret"], by_path["/reader"])
 
     delivery = wait_for_delivery(client, admin, mine["id"], "delivered")
+    # "Each new summary within a minute": handed out as soon as the build commits.
+    took = datetime.fromisoformat(delivery["delivered_at"]) - datetime.fromisoformat(
+        summary["generated_at"]
+    )
+    assert took < timedelta(seconds=60)
     assert delivery["attempts"] == 1
     assert delivery["last_response_code"] == 200
     assert delivery["webhook_id"] == by_path["/admin"]["headers"]["webhook-id"]
