@@ -1,18 +1,18 @@
 """webhooks: endpoints, deliveries (one per endpoint and event), attempts
 
-Revision ID: 0010_webhooks
-Revises: 0007_one_summary_per_moment
+Revision ID: 0009_webhooks
+Revises: 0008_subscription_language
 Create Date: 2026-12-06 23:30:00
 
-(0008 and 0009 are on other branches; the merge re-chains this one after them.)
+(After 0008, the subscriptions' language.)
 """
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0010_webhooks"
-down_revision = "0007_one_summary_per_moment"
+revision = "0009_webhooks"
+down_revision = "0008_subscription_language"
 branch_labels = None
 depends_on = None
 
