@@ -368,6 +368,12 @@ async function saveCount(event) {
     return;
   }
   body.group_id = state.group.id;
+  // A correction (or a fix) left at the moment it was made keeps that moment exactly:
+  // the box shows whole seconds, and a correction must not land before what it corrects.
+  const from = state.correcting || (state.fixing && state.fixing.body);
+  if (from && $("f-observed").value === localInput(new Date(from.observed_at))) {
+    body.observed_at = from.observed_at;
+  }
   const supersedes = state.correcting ? state.correcting.id : state.fixing && state.fixing.body.supersedes;
   if (supersedes) body.supersedes = supersedes;
   await store.enqueue("report", body, { group_id: state.group.id });
