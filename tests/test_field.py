@@ -327,9 +327,11 @@ def test_status_move_correction_and_a_count_for_a_group_departed_meanwhile(field
     assert [(r["total"], r["supersedes"]) for r in correction] == [(33, first["id"])]
     assert [r["total"] for r in field.reports(secret, leaving["id"])] == [75]
     # The groups list shows the server's state after the sync.
+    from playwright.sync_api import expect
+
     page.click("#tabs button[data-view=groups]")
-    hangar = page.locator("#group-list li.card", has_text="Hangar 2 families").inner_text()
-    assert "Departed" in hangar
+    hangar = page.locator("#group-list li.card", has_text="Hangar 2 families")
+    expect(hangar).to_contain_text("Departed")
     context.close()
 
 
@@ -353,9 +355,10 @@ def test_the_outbox_saved_as_csv_is_imported_with_the_same_counts(field, tmp_pat
     ):
         page.fill(f"#f-sadd-{key}", str(value))
     assert "16 of 16" in page.inner_text("#sadd-sum")
+    page.click("#needs-box summary")
     page.click("#add-need")
-    page.select_option("#needs-list li >> nth=0 >> select[name=sector]", "water")
-    page.fill("#needs-list li >> nth=0 >> input[name=note]", "no tank since Monday")
+    page.select_option("#needs-list li >> nth=0 >> select[name=need_sector]", "water")
+    page.fill("#needs-list li >> nth=0 >> input[name=need_note]", "no tank since Monday")
     page.fill("#f-note", "Two elderly need help walking")
     page.click("#save-count")
     page.wait_for_selector("body[data-view=groups]")

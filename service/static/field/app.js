@@ -50,7 +50,7 @@ function notice(text) {
 
 // --- views ---------------------------------------------------------------------------
 
-function show(view) {
+async function show(view) {
   state.view = view;
   for (const section of document.querySelectorAll("main > section")) {
     section.hidden = section.id !== `view-${view}`;
@@ -60,9 +60,9 @@ function show(view) {
     if (tab.dataset.view === view) tab.setAttribute("aria-current", "page");
     else tab.removeAttribute("aria-current");
   }
-  document.body.dataset.view = view;
   window.scrollTo(0, 0);
-  return render();
+  await render();
+  document.body.dataset.view = view; // drawn (the tests wait for it)
 }
 
 async function render() {
@@ -284,9 +284,9 @@ function showErrors(errors, summary) {
 
 function addNeed(need = {}) {
   const row = $("need-row").content.firstElementChild.cloneNode(true);
-  if (need.sector) row.querySelector("[name=sector]").value = need.sector;
-  if (need.severity) row.querySelector("[name=severity]").value = String(need.severity);
-  if (need.note) row.querySelector("[name=note]").value = need.note;
+  if (need.sector) row.querySelector("[name=need_sector]").value = need.sector;
+  if (need.severity) row.querySelector("[name=need_severity]").value = String(need.severity);
+  if (need.note) row.querySelector("[name=need_note]").value = need.note;
   row.querySelector(".remove-need").addEventListener("click", () => row.remove());
   $("needs-list").append(row);
 }
@@ -300,9 +300,9 @@ function readCountForm() {
     sadd: Object.fromEntries(LIMITS.sadd_keys.map((k) => [k, value(`sadd.${k}`)])),
     vulnerable: Object.fromEntries(LIMITS.vulnerable_keys.map((k) => [k, value(`vulnerable.${k}`)])),
     needs: [...$("needs-list").children].map((row) => ({
-      sector: row.querySelector("[name=sector]").value,
-      severity: row.querySelector("[name=severity]").value,
-      note: row.querySelector("[name=note]").value,
+      sector: row.querySelector("[name=need_sector]").value,
+      severity: row.querySelector("[name=need_severity]").value,
+      note: row.querySelector("[name=need_note]").value,
     })),
     note: value("note"),
   };
