@@ -554,3 +554,46 @@ def test_the_vendored_indexeddb_wrapper_is_the_one_named():
     assert hashlib.sha256(data).hexdigest() == VENDORED_IDB
     assert VENDORED_IDB in (STATIC / "vendor" / "README.md").read_text()
     assert (STATIC / "vendor" / "idb-LICENSE.txt").read_text().startswith("ISC License")
+
+
+def test_the_language_switcher_and_sign_out_offering_the_csv_first(field):
+    secret = field.token("coordinator", CENTRE)
+    field.group(field.token("admin"), CENTRE, "Switcher group")
+    context, page = field.phone(accept_downloads=True)
+    field.sign_in(page, secret)
+    page.click("#tabs button[data-view=more]")
+    page.click("button.lang[data-lang=ru]")
+    page.wait_for_function("() => document.documentElement.lang === 'ru'")
+    page.wait_for_selector("body[data-view=groups]")
+    assert page.inner_text("#groups-title") != "Groups at your sites"
+    assert {c["name"]: c["value"] for c in context.cookies()}["lang"] == "ru"
+
+    context.set_offline(True)
+    count(page, "Switcher group", 12)
+    page.click("#tabs button[data-view=more]")
+    page.wait_for_selector("body[data-view=more]")
+    # One count not sent: "Cancel" saves the CSV first and keeps everything.
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    with page.expect_download() as download:
+        page.click("#sign-out")
+    assert download.value.suggested_filename.endswith(".csv")
+    assert page.evaluate("() => document.body.dataset.view") == "more"
+    # "OK" discards it and forgets the token, the groups and the outbox.
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#sign-out")
+    page.wait_for_selector("body[data-view=signin]")
+    page.reload()
+    page.wait_for_selector("body[data-view=signin]")
+    left = page.evaluate(
+        """async () => {
+            const db = await new Promise((ok) => { const r = indexedDB.open("needs-tracker-field");
+                r.onsuccess = () => ok(r.result); });
+            const count = (name) => new Promise((ok) => {
+                const r = db.transaction(name).objectStore(name).count();
+                r.onsuccess = () => ok(r.result);
+            });
+            return [await count("settings"), await count("groups"), await count("outbox")];
+        }"""
+    )
+    assert left == [0, 0, 0]
+    context.close()

@@ -26,7 +26,10 @@ const state = {
 
 // --- formatting --------------------------------------------------------------------
 
-const moments = new Intl.DateTimeFormat(LANG, { dateStyle: "medium", timeStyle: "short" });
+// Numeric dates: some browsers carry no Armenian month names (they show "M12").
+const moments = new Intl.DateTimeFormat(LANG, {
+  year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+});
 const numbers = new Intl.NumberFormat(LANG);
 const when = (iso) => (iso ? moments.format(new Date(iso)) : "");
 const people = (n) => fill(M.people, { count: numbers.format(n) });
