@@ -157,10 +157,15 @@ export async function refresh() {
   const me = await api("GET", "/api/v1/me");
   if (me.status !== 200) return;
   await store.setSetting("me", me.data);
-  const sites = await api("GET", "/api/v1/sites");
+  const reader = me.data.role === "reader";
+  // At once: on a slow link each round trip costs more than the bytes.
+  const [sites, groups, reports] = await Promise.all([
+    api("GET", "/api/v1/sites"),
+    reader ? null : pages("/api/v1/groups"),
+    reader ? null : api("GET", "/api/v1/reports?page_size=300"),
+  ]);
   if (sites.status === 200) await store.replace("sites", sites.data);
-  if (me.data.role === "reader") return;
-  const groups = await pages("/api/v1/groups");
+  if (reader) return;
   if (groups.status === 200) {
     // Groups registered here and not yet answered stay, marked local.
     const pending = new Set(
@@ -173,7 +178,6 @@ export async function refresh() {
       (old) => pending.has(old.id) && !known.has(old.id),
     );
   }
-  const reports = await api("GET", "/api/v1/reports?page_size=300");
   if (reports.status === 200) await store.replace("reports", reports.data);
   await store.setSetting("groups_as_of", now());
 }
