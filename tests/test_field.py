@@ -364,11 +364,19 @@ def test_the_outbox_saved_as_csv_is_imported_with_the_same_counts(field, tmp_pat
     page.wait_for_selector("body[data-view=groups]")
 
     open_outbox(page)
+    page.once("dialog", lambda dialog: dialog.accept())  # yes, the file goes instead
     with page.expect_download() as download:
         page.click("#save-csv")
     path = tmp_path / "outbox.csv"
     download.value.save_as(path)
-    context.close()  # the phone is wiped: its counts go by the file
+    wait_states(page, ["handed", "handed", "handed"])  # newest first: count, group, count
+    # Back online, the phone sends none of them: they go by the file only.
+    context.set_offline(False)
+    online = page.evaluate("() => new Date().toISOString()")
+    page.click("#view-outbox .sync-now")
+    page.wait_for_function("t => (document.body.dataset.lastSync || '') > t", arg=online)
+    assert field.reports(admin, known["id"]) == []
+    context.close()  # the phone is wiped
 
     env = dict(os.environ, DATABASE_URL=field.app.config["DATABASE_URL"])
     env["INSTANCE_PATH"] = str(tmp_path / "cli")
@@ -474,30 +482,52 @@ def test_the_app_refuses_what_the_api_refuses_with_the_same_words(field):
     context.close()
 
 
-@pytest.mark.parametrize("language", ["en", "hy", "ru"])
-def test_screenshots_of_the_field_app_at_360_px(field, language):
+SCENE = (
+    ("Hangar 4 families", 212, 3),
+    ("Bus 3 from Askeran", 48, 1),
+    ("School 5, 2nd floor", 131, 6),
+)
+
+
+@pytest.fixture(scope="module")
+def scene(field) -> dict[str, str]:
+    """A coordinator of one site (the airport) with three counted groups, for pictures."""
     admin = field.token("admin")
-    secret = field.token("coordinator", CENTRE, name="Coordinator, Stepanakert centre")
-    group = field.group(admin, CENTRE, f"Hangar 4 families ({language})")
-    field.client.post(
-        "/api/v1/reports",
-        json={"group_id": group["id"], "observed_at": hours_ago(3), "total": 212},
-        headers={"Authorization": f"Bearer {admin}"},
-    )
+    for label, total, hours in SCENE:
+        group = field.group(admin, AIRPORT, label)
+        field.client.post(
+            "/api/v1/reports",
+            json={"group_id": group["id"], "observed_at": hours_ago(hours), "total": total},
+            headers={"Authorization": f"Bearer {admin}"},
+        )
+    return {"secret": field.token("coordinator", AIRPORT, name="Coordinator, airport")}
+
+
+@pytest.mark.parametrize("language", ["en", "hy", "ru"])
+def test_screenshots_of_the_field_app_at_360_px(field, scene, language):
     context, page = field.phone(locale={"en": "en-GB", "hy": "hy-AM", "ru": "ru-RU"}[language])
     context.add_cookies([{"name": "lang", "value": language, "url": field.base}])
-    field_sign_in_any_language(field, page, secret)
+    field_sign_in_any_language(field, page, scene["secret"])
     assert page.get_attribute("html", "lang") == language
     browser.screenshot(page, f"field-{language}-groups.png")
-    page.locator("#group-list li.card", has_text=f"({language})").locator(
-        "button.count-group"
-    ).click()
+    page.locator("#group-list li.card", has_text="Hangar 4").locator("button.count-group").click()
     page.wait_for_selector("body[data-view=count]")
-    page.fill("#f-total", "212")
-    page.click("summary >> nth=0")
+    page.fill("#f-total", "215")
+    page.click("#sadd-box summary")
+    for key, value in zip(
+        ("female_0_4", "female_5_17", "female_18_59", "female_60_plus", "male_0_4"),
+        (14, 38, 61, 19, 12),
+        strict=True,
+    ):
+        page.fill(f"#f-sadd-{key}", str(value))
     browser.screenshot(page, f"field-{language}-count.png")
     context.set_offline(True)
     page.click("#save-count")
+    page.wait_for_selector("#count-summary:not([hidden])")  # three boxes left empty
+    for key, value in zip(("male_5_17", "male_18_59", "male_60_plus"), (30, 29, 12), strict=True):
+        page.fill(f"#f-sadd-{key}", str(value))
+    page.click("#save-count")
+    page.wait_for_selector("body[data-view=groups]")
     open_outbox(page)
     browser.screenshot(page, f"field-{language}-outbox.png")
     context.close()

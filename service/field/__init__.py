@@ -147,6 +147,11 @@ def messages() -> dict[str, str]:
         "persisted": _("This phone keeps the outbox even when storage runs low."),
         "not_persisted": _("The browser may clear the outbox when storage runs low: sync often."),
         "csv_saved": _("CSV saved: %(count)s counts."),
+        "handed": _("Handed over in a file"),
+        "confirm_handed": _(
+            "Will this file be imported instead? OK: this phone stops sending these counts "
+            "(they go by the file). Cancel: this phone keeps sending them."
+        ),
         "unknown_group": _("Unknown group"),
         "correcting": _("Correcting the count of %(moment)s (%(count)s people)."),
         "recent_counts": _("Recent counts"),

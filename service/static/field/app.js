@@ -177,7 +177,7 @@ async function renderOutbox(items) {
   list.replaceChildren();
   if (!items.length) list.append(el("li", { class: "card empty", text: M.empty_outbox }));
   for (const item of [...items].reverse()) {
-    const stateName = { queued: M.queued, sent: M.sent, already: M.already, refused: M.refused, handed: M.csv_saved.split(":")[0] }[item.state];
+    const stateName = { queued: M.queued, sent: M.sent, already: M.already, refused: M.refused, handed: M.handed }[item.state];
     const card = el(
       "li",
       { class: `card item state-${item.state}`, "data-client-id": item.client_id, "data-state": item.state },
@@ -479,7 +479,9 @@ export async function sync() {
     outcome = await exclusive(async () => {
       await sendQueued(LIMITS.batch_limit);
       await refresh();
-      await store.setSetting("last_sync", new Date().toISOString());
+      const at = new Date().toISOString();
+      await store.setSetting("last_sync", at);
+      document.body.dataset.lastSync = at; // a whole sync done (the tests wait for it)
       return { ok: true };
     });
     if (outcome && outcome.busy) {
@@ -530,7 +532,7 @@ async function signOut() {
   const unsent = items.filter((i) => i.state === "queued" || i.state === "refused");
   if (unsent.length) {
     if (!confirm(fill(M.confirm_discard, { count: unsent.length }))) {
-      await saveCsv();
+      await saveCsv({ handing: false });
       return;
     }
   } else if (!confirm(M.confirm_sign_out)) {
@@ -541,15 +543,31 @@ async function signOut() {
   await show("signin");
 }
 
-async function saveCsv() {
+// The counts not sent, as a file to hand over. The import stores them under its own
+// token, so a count both imported and then sent from here would be stored twice: once
+// the file is on its way, this phone stops sending them ("handed"), if the person says so.
+async function saveCsv({ handing = true } = {}) {
   const [items, groups] = await Promise.all([store.outbox(), store.all("groups")]);
-  const { text, count } = outboxCsv(items, new Map(groups.map((g) => [g.id, g])), LIMITS);
+  const { text, count, rows } = outboxCsv(items, new Map(groups.map((g) => [g.id, g])), LIMITS);
   const blob = new Blob([text], { type: "text/csv;charset=utf-8" });
   const link = el("a", { href: URL.createObjectURL(blob), download: `needs-tracker-outbox-${new Date().toISOString().slice(0, 19).replace(/:/g, "-")}.csv` });
   document.body.append(link);
   link.click();
   link.remove();
   notice(fill(M.csv_saved, { count }));
+  if (handing && count && confirm(M.confirm_handed)) {
+    const at = new Date().toISOString();
+    for (const item of rows) await store.settle(item.n, { state: "handed", answered_at: at });
+    // A group registered here that the file names by its label is registered by the
+    // import: this phone does not register it again under its own id.
+    const named = new Set(rows.filter((r) => r.by_label).map((r) => r.group_id));
+    for (const item of items) {
+      if (item.kind === "group" && item.state === "queued" && named.has(item.body.id)) {
+        await store.settle(item.n, { state: "handed", answered_at: at });
+      }
+    }
+    await render();
+  }
 }
 
 async function setLanguage(lang) {
@@ -589,7 +607,7 @@ async function start() {
   $("add-need").addEventListener("click", () => addNeed());
   $("detail-count").addEventListener("click", () => openCount(state.group));
   $("detail-move-go").addEventListener("click", () => queueChange(state.group, { site_id: $("detail-move").value }));
-  $("save-csv").addEventListener("click", saveCsv);
+  $("save-csv").addEventListener("click", () => saveCsv());
   $("sign-out").addEventListener("click", signOut);
   $("signin-form").addEventListener("submit", async (event) => {
     event.preventDefault();

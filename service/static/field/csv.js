@@ -25,7 +25,7 @@ export function outboxCsv(items, groups, limits) {
     items.filter((i) => i.kind === "group" && (i.state === "sent" || i.state === "already")).map((i) => i.body.id),
   );
   const rows = [header.join(",")];
-  let count = 0;
+  const written = [];
   for (const item of items) {
     if (item.kind !== "report" || item.state !== "queued") continue;
     const body = item.body;
@@ -47,7 +47,7 @@ export function outboxCsv(items, groups, limits) {
       note: body.note,
     };
     rows.push(header.map((name) => cell(row[name])).join(","));
-    count += 1;
+    written.push({ ...item, by_label: Boolean(local) });
   }
-  return { text: `${rows.join("\r\n")}\r\n`, count };
+  return { text: `${rows.join("\r\n")}\r\n`, count: written.length, rows: written };
 }
