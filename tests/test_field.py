@@ -194,6 +194,20 @@ def test_offline_group_and_three_counts_arrive_exactly_once_and_the_token_is_nev
     assert groups[0]["current_count"] in (40, 42, 45)
     assert len({r["client_id"] for r in stored}) == 3
 
+    # The service worker keeps the shells and files; no answer of the API is cached.
+    cached = page.evaluate(
+        """async () => {
+            const paths = [];
+            for (const name of await caches.keys()) {
+                const cache = await caches.open(name);
+                for (const request of await cache.keys()) paths.push(new URL(request.url).pathname);
+            }
+            return paths;
+        }"""
+    )
+    assert "/field/" in cached and "/static/field/app.js" in cached
+    assert not [path for path in cached if path.startswith("/api/")]
+
     # Syncing again stores nothing new.
     page.click("#view-outbox .sync-now")
     wait_states(page, ["sent"] * 4)
