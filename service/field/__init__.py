@@ -87,7 +87,6 @@ def messages() -> dict[str, str]:
         "broken_rule": _("The report breaks a counting rule; see errors."),
         # the app's own
         "queued": _("Queued"),
-        "sending": _("Sending"),
         "sent": _("Sent"),
         "already": _("Already there"),
         "refused": _("Refused"),
@@ -105,13 +104,11 @@ def messages() -> dict[str, str]:
         "count_saved": _("Count saved on this phone. It is sent when there is a network."),
         "group_saved": _("Group saved on this phone. You can count it now."),
         "status_saved": _("Change saved on this phone."),
-        "fix_errors": _("Check the fields marked in red."),
         "sum_line": _("Breakdown sum: %(added)s of %(total)s"),
         "sum_matches": _("The breakdown matches the total."),
         "departed_since": _(
             "Stored. This group has departed since; the count stays as a fact of its moment."
         ),
-        "moved_since": _("The group is now at %(site)s."),
         "newer_count": _("A newer count from a colleague: %(count)s people, %(moment)s."),
         "signed_out": _("Signed out."),
         "token_refused": _("This token is unknown or revoked. Ask the coordination lead for one."),

@@ -114,6 +114,7 @@ async function renderGroups(items) {
   ]);
   $("groups-asof").textContent = asOf ? fill(M.groups_as_of, { moment: when(asOf) }) : M.never_synced;
   const mine = me && !me.all_sites ? new Set(me.site_ids) : null;
+  if (me && me.role === "reader") notice(M.not_coordinator);
   const list = $("group-list");
   list.replaceChildren();
   const shown = groups
