@@ -641,3 +641,16 @@ def test_the_language_switcher_and_sign_out_offering_the_csv_first(field):
     )
     assert left == [0, 0, 0]
     context.close()
+
+
+def test_every_message_the_scripts_show_is_rendered_into_the_shell(field):
+    """A message named in a script but missing from the shell would show "undefined"."""
+    from service.field import messages
+
+    with field.app.test_request_context("/field/"):
+        rendered = set(messages())
+    named = set()
+    for script in ("app.js", "rules.js"):
+        named |= set(re.findall(r"\b(?:M|this\.m)\.([a-z_]+)", (STATIC / script).read_text()))
+    named |= {f"status_{status}" for status in ("waiting", "in_transit", "departed", "closed")}
+    assert named and not named - rendered, named - rendered

@@ -80,6 +80,7 @@ def messages() -> dict[str, str]:
         "breakdown_sum": _("The breakdown adds up to %(added)s, not the total %(total)s."),
         "exceeds_total": _("Must not exceed the total %(total)s."),
         "too_long": _("At most %(length)s characters."),
+        "too_many": _("Longer than maximum length %(length)s."),
         "empty": _("Must not be empty."),
         "control": _("Must not contain control characters."),
         "invisible": _("Must not contain invisible or text-direction characters."),

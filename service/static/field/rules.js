@@ -95,7 +95,7 @@ export class Rules {
         this.text(need.note || "", { max: this.limits.need_note_length, multiline: true, nullable: true })),
     }));
     if (needs.length > this.limits.max_needs) {
-      errors.needs = `Longer than maximum length ${this.limits.max_needs}.`;
+      errors.needs = fill(this.m.too_many, { length: this.limits.max_needs });
     }
     const note = take("note", () =>
       this.text(form.note || "", { max: this.limits.note_length, multiline: true, nullable: true }));
