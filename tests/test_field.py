@@ -498,7 +498,7 @@ def test_the_app_refuses_what_the_api_refuses_with_the_same_words(field):
 
 SCENE = (
     ("Hangar 4 families", 212, 3),
-    ("Bus 3 from Askeran", 48, 1),
+    ("Truck 9 from Hadrut", 48, 1),
     ("School 5, 2nd floor", 131, 6),
 )
 
@@ -544,6 +544,13 @@ def test_screenshots_of_the_field_app_at_360_px(field, scene, language):
     page.wait_for_selector("body[data-view=groups]")
     open_outbox(page)
     browser.screenshot(page, f"field-{language}-outbox.png")
+    page.click("#tabs button[data-view=groups]")
+    page.locator("#group-list li.card", has_text="Truck 9").locator("button.open-group").click()
+    page.wait_for_selector("body[data-view=detail]")
+    browser.screenshot(page, f"field-{language}-group.png")
+    page.click("#tabs button[data-view=more]")
+    page.wait_for_selector("body[data-view=more]")
+    browser.screenshot(page, f"field-{language}-more.png")
     context.close()
 
 

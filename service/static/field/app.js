@@ -205,8 +205,8 @@ async function renderOutbox(items) {
 }
 
 async function renderMore() {
-  const me = await store.setting("me");
-  $("who").textContent = me ? `${me.name} · ${me.role} · ${me.site_ids.join(", ")}` : "";
+  const [me, sites] = await Promise.all([store.setting("me"), sitesById()]);
+  $("who").textContent = me ? `${me.name} · ${me.site_ids.map((id) => siteName(sites, id)).join(", ")}` : "";
   const persisted = navigator.storage && navigator.storage.persisted ? await navigator.storage.persisted() : false;
   $("storage").textContent = persisted ? M.persisted : M.not_persisted;
   for (const button of document.querySelectorAll("button.lang")) {
@@ -237,7 +237,7 @@ async function renderDetail(items) {
   for (const id of (me && me.site_ids) || []) {
     if (id !== group.site_id) move.append(el("option", { value: id, text: siteName(sites, id) }));
   }
-  $("detail-move-go").disabled = !move.options.length;
+  for (const part of document.querySelectorAll(".move-part")) part.hidden = !move.options.length;
   const known = new Map();
   for (const report of reports) if (report.group_id === group.id) known.set(report.id, report);
   for (const item of items) {
@@ -594,7 +594,10 @@ async function start() {
   if (location.hash) history.replaceState(null, "", location.pathname + location.search);
 
   for (const tab of document.querySelectorAll("#tabs button")) {
-    tab.addEventListener("click", () => show(tab.dataset.view));
+    tab.addEventListener("click", () => {
+      notice("");
+      show(tab.dataset.view);
+    });
   }
   for (const button of document.querySelectorAll(".sync-now")) button.addEventListener("click", () => sync());
   for (const button of document.querySelectorAll("button.back")) button.addEventListener("click", () => show(state.back));
