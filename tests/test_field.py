@@ -661,3 +661,46 @@ def test_every_message_the_scripts_show_is_rendered_into_the_shell(field):
         named |= set(re.findall(r"\b(?:M|this\.m)\.([a-z_]+)", (STATIC / script).read_text()))
     named |= {f"status_{status}" for status in ("waiting", "in_transit", "departed", "closed")}
     assert named and not named - rendered, named - rendered
+
+
+def test_a_failed_sync_retries_by_itself_and_shows_a_colleagues_newer_count(field):
+    admin = field.token("admin")
+    secret = field.token("coordinator", CENTRE)
+    group = field.group(admin, CENTRE, "Stadium stand C")
+    context, page = field.phone()
+    field.sign_in(page, secret)
+    context.set_offline(True)
+    earlier = datetime.now().astimezone().replace(microsecond=0) - timedelta(minutes=20)
+    count(page, "Stadium stand C", 90, moment=earlier.strftime("%Y-%m-%dT%H:%M:%S"))
+    # A colleague counts the same group later, from another phone.
+    field.client.post(
+        "/api/v1/reports",
+        json={"group_id": group["id"], "observed_at": hours_ago(0.1), "total": 97},
+        headers={"Authorization": f"Bearer {admin}"},
+    )
+
+    # The first try after the network returns fails (the server cannot be reached)...
+    failed = []
+
+    def unreachable(route: Any) -> None:
+        failed.append(route.request.url)
+        route.abort("connectionrefused")
+
+    page.route("**/api/v1/reports/batch", unreachable, times=1)
+    with page.expect_event("requestfailed", lambda r: "/reports/batch" in r.url, timeout=30_000):
+        context.set_offline(False)
+    open_outbox(page)
+    assert states(page) == ["queued"]
+    assert "trying again in 5 s" in page.inner_text("#sync-state")
+    # ... and the app tries again by itself, with no click and no event.
+    wait_states(page, ["sent"])
+    assert len(failed) == 1
+    assert sorted(r["total"] for r in field.reports(admin, group["id"])) == [90, 97]
+
+    page.click("#tabs button[data-view=groups]")
+    card = page.locator("#group-list li.card", has_text="Stadium stand C")
+    from playwright.sync_api import expect
+
+    expect(card).to_contain_text("97 people")
+    expect(card).to_contain_text("A newer count from a colleague: 97 people")
+    context.close()
