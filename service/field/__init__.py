@@ -216,7 +216,15 @@ def _files_digest() -> str:
 
 def version() -> str:
     """The version of the app's files and of the limits and translations rendered into
-    the shell: a new one makes the service worker precache everything afresh."""
+    the shell: a new one makes the service worker precache everything afresh. Worked
+    out once per app (files change with a deploy, which starts new processes)."""
+    known = current_app.extensions.get("field_version")
+    if known is None:
+        known = current_app.extensions["field_version"] = _version()
+    return known
+
+
+def _version() -> str:
     digest = hashlib.sha256(_files_digest().encode())
     digest.update(json.dumps(limits(), sort_keys=True).encode())
     for language in i18n.LANGUAGES:
@@ -239,6 +247,8 @@ def static_files() -> list[str]:
 @blp.after_request
 def field_headers(response: Response) -> Response:
     response.headers.setdefault("Cache-Control", "no-cache")
+    if request.endpoint in ("field.shell", "field.manifest"):
+        response.vary.update(("Cookie", "Accept-Language"))  # their language is the person's
     response.headers["Content-Security-Policy"] = (
         WORKER_POLICY if request.endpoint == "field.worker" else SHELL_POLICY
     )
