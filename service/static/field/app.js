@@ -375,7 +375,9 @@ async function saveCount(event) {
   // A correction (or a fix) left at the moment it was made keeps that moment exactly:
   // the box shows whole seconds, and a correction must not land before what it corrects.
   const from = state.correcting || (state.fixing && state.fixing.body);
-  if (from && $("f-observed").value === localInput(new Date(from.observed_at))) {
+  // (Compared as moments: the box drops ":00" seconds from its value.)
+  const shown = (iso) => Math.floor(new Date(iso).getTime() / 1000) * 1000;
+  if (from && new Date($("f-observed").value).getTime() === shown(from.observed_at)) {
     body.observed_at = from.observed_at;
   }
   const supersedes = state.correcting ? state.correcting.id : state.fixing && state.fixing.body.supersedes;
