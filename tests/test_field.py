@@ -73,7 +73,12 @@ class Field:
         return context, context.new_page()
 
     def sign_in(self, page: Any, secret: str) -> None:
-        page.goto(f"{self.base}/field/#token={secret}")
+        """Open the link the QR code of `token create --qr` (and the token page) holds."""
+        from service.signin_link import signin_url
+
+        link = signin_url(secret, self.base)
+        assert link == f"{self.base}/field/#token={secret}"
+        page.goto(link)
         page.wait_for_selector("body[data-view=groups]")
         # The first sync has read the groups back.
         page.wait_for_function(
@@ -635,6 +640,8 @@ def test_the_language_switcher_and_sign_out_offering_the_csv_first(field):
     page.wait_for_selector("body[data-view=signin]")
     page.reload()
     page.wait_for_selector("body[data-view=signin]")
+    assert page.locator("#tabs").is_hidden()
+    browser.screenshot(page, "field-ru-signin.png")
     left = page.evaluate(
         """async () => {
             const db = await new Promise((ok) => { const r = indexedDB.open("needs-tracker-field");
