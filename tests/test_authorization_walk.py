@@ -214,6 +214,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/api/v1/imports/<uuid:job_id>"): Route(
         ADMIN_ONLY, with_ids("/api/v1/imports/{job}"), per_site=True
     ),
+    # the caller itself (the field app asks who its token is)
+    ("GET", "/api/v1/me"): Route(EVERY_TOKEN, at("/api/v1/me")),
     # summaries: read by every token; asked for by coordinators and admins
     ("GET", "/api/v1/summaries"): Route(EVERY_TOKEN, at("/api/v1/summaries")),
     ("POST", "/api/v1/summaries"): Route(
@@ -285,6 +287,10 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/static/<path:filename>"): Route(PUBLIC, at("/static/dashboard.css")),
     # the language switcher: sets the `lang` cookie (a display preference) and goes back
     ("GET", "/language/<code>"): Route(PUBLIC, at("/language/hy?next=/")),
+    # the field app's shell, manifest and service worker: public (its data is the API's)
+    ("GET", "/field/"): Route(PUBLIC, at("/field/")),
+    ("GET", "/field/manifest.webmanifest"): Route(PUBLIC, at("/field/manifest.webmanifest")),
+    ("GET", "/field/sw.js"): Route(PUBLIC, at("/field/sw.js")),
     # the dashboard: signed in with a token; the same rules as the API
     ("GET", "/"): Route(page(OK, OK, OK, OK), at("/")),
     ("POST", "/request-summary"): Route(page(OK, OK, OK, 403), form("/request-summary")),

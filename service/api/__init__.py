@@ -10,6 +10,7 @@ def register_blueprints(api: Api) -> None:
         groups,
         health,
         imports,
+        me,
         reports,
         sites,
         subscriptions,
@@ -18,7 +19,7 @@ def register_blueprints(api: Api) -> None:
         webhooks,
     )
 
-    for module in (sites, groups, reports, imports, summaries, subscriptions, webhooks):
+    for module in (sites, groups, reports, imports, summaries, subscriptions, webhooks, me):
         api.register_blueprint(module.blp)
     api._app.register_blueprint(health.blp)
     # Outside /api/v1: the link in emails, opened by recipients without a token.
