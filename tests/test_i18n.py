@@ -5,7 +5,9 @@ wins over the browser's Accept-Language.
 
 from __future__ import annotations
 
+import html
 import io
+import json
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -572,3 +574,26 @@ def test_numbers_and_dates_follow_the_language(app, language):
     with app.test_request_context():
         assert i18n.number(5040) == "5,040"
         assert i18n.moment(moment) == "26 Sep 2023, 14:05"
+
+
+def test_the_field_app_reads_wholly_in_hy_and_ru_and_so_do_its_scripts_messages(app):
+    client = app.test_client()
+    pages = in_languages(client, "/field/")
+    # A browser feature, a command and the browser's own OK button keep their names.
+    names = [re.compile(r"JavaScript-?"), "needs-tracker import", "OK"]
+    assert_translated(pages, allow=names, name="field shell")
+    found = re.compile(r'<script type="application/json" id="field-messages">(.*?)</script>', re.S)
+    messages = {
+        language: json.loads(html.unescape(found.search(page).group(1)))
+        for language, page in pages.items()
+    }
+    assert len(messages["en"]) > 50
+    for language in OTHER:
+        assert messages[language].keys() == messages["en"].keys()
+        for key, english in messages["en"].items():
+            text = messages[language][key]
+            words = PLACEHOLDER.sub("", text)
+            wrong = latin_words(f"<p>{html.escape(words)}</p>", [*DATA, *names])
+            assert wrong == [], (language, key, text)
+            if re.search(r"[A-Za-z]{3}", english):
+                assert text != english, (language, key)
