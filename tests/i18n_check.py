@@ -36,6 +36,7 @@ ALWAYS_ALLOWED: tuple[str | re.Pattern[str], ...] = (
     "Հայերեն",
     "Русский",
     "m²",
+    "Natural Earth",
     "nt_…",
     re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+"),  # an email address
     re.compile(r"https?://\S+"),  # a link written out

@@ -43,7 +43,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from service import handoff, i18n
 from service import importing as import_runs
-from service.dashboard import charts
+from service.dashboard import charts, site_map
 from service.domain import history, rules, sessions, subscriptions, suppression, visibility
 from service.domain import imports as importing
 from service.domain import summaries as summaries_domain
@@ -53,7 +53,7 @@ from service.domain.imports import jobs as import_jobs
 from service.domain.tokens import caller_for_secret
 from service.errors import Problem, status_of, status_title
 from service.extensions import csrf, db
-from service.models import Group, ImportStatus, Role, Summary, SummaryStatus
+from service.models import Group, ImportStatus, Role, Site, Summary, SummaryStatus
 from service.sqlite import looking_up
 
 blp = Blueprint("dashboard", __name__)
@@ -394,11 +394,22 @@ def overview() -> Any:
         sites=[suppression.marked(site, threshold) for site in sites],
         bars=bars,
         line=history_chart(summary, document, caller),
+        map=site_map.site_map(document["sites"], site_coordinates()),
         earlier=neighbour(summary, later=False),
         later=neighbour(summary, later=True),
         need_units=NEED_UNITS,
         **context,
     )
+
+
+def site_coordinates() -> dict[str, tuple[float, float]]:
+    """Where each site is (those with both coordinates), for the map."""
+    rows = db.session.execute(
+        select(Site.id, Site.latitude, Site.longitude).where(
+            Site.latitude.is_not(None), Site.longitude.is_not(None)
+        )
+    )
+    return {site_id: (latitude, longitude) for site_id, latitude, longitude in rows}
 
 
 @blp.post("/request-summary")
