@@ -381,3 +381,24 @@ def test_an_admin_creates_a_coordinator_token_and_sees_its_qr_code_in_chromium(s
     assert [e for e in errors if "Content Security Policy" in e] == []
     browser.screenshot(page, "dashboard-token-created.png")
     page.close()
+
+
+def test_a_token_form_sent_again_makes_no_second_token_and_says_which_it_made(app, auth):
+    """Reloading the page that shows a new token resends its form (it is not a redirect,
+    so the secret is in no URL): the form's id says it made a token already."""
+    admin = signed_in(app, auth.token("admin"))
+    form_id = re.search(r'name="form_id" value="(\w+)"', admin.get("/tokens").get_data(True))
+    form = {"role": "reader", "name": "NGO dashboard", "form_id": form_id.group(1)}
+    first = post_form(admin, "/tokens", form)
+    assert first.status_code == 200 and SECRET.search(first.get_data(as_text=True))
+    before = count_rows(app, ApiToken)
+    again = post_form(admin, "/tokens", form)
+    assert again.status_code == 409
+    page = again.get_data(as_text=True)
+    made = token_row(app, SECRET.search(first.get_data(as_text=True)).group(0))
+    assert f"it made token {made.id}" in page and not SECRET.search(page)
+    assert count_rows(app, ApiToken) == before
+    # A new form (the page loaded again) makes a new token.
+    form_id = re.search(r'name="form_id" value="(\w+)"', admin.get("/tokens").get_data(True))
+    fresh = post_form(admin, "/tokens", {**form, "form_id": form_id.group(1)})
+    assert fresh.status_code == 200 and count_rows(app, ApiToken) == before + 1
