@@ -69,6 +69,9 @@ SITE_HOLDERS = api(OK, OK, 403, 403)  # writes for a site: its coordinators and 
 # Webhooks: admins all, readers their own (the walk's is the admin's: 404 to a reader).
 WEBHOOK_OWNERS = api(OK, 403, 403, OK)
 ANOTHERS_WEBHOOK = api(OK, 403, 403, 404)
+# Subscriptions alike: admins all, readers their own (the walk's are the admin's).
+SUBSCRIPTION_OWNERS = WEBHOOK_OWNERS
+ANOTHERS_SUBSCRIPTION = ANOTHERS_WEBHOOK
 
 
 Send = Callable[["World", str], tuple[str, dict[str, Any]]]
@@ -232,28 +235,32 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/api/v1/summaries/<uuid:summary_id>/package"): Route(
         EVERY_TOKEN, with_ids("/api/v1/summaries/{summary}/package")
     ),
-    # subscriptions and their deliveries: admins
-    ("GET", "/api/v1/subscriptions"): Route(ADMIN_ONLY, at("/api/v1/subscriptions")),
+    # subscriptions and their deliveries: admins all, readers their own; resume: admins
+    ("GET", "/api/v1/subscriptions"): Route(SUBSCRIPTION_OWNERS, at("/api/v1/subscriptions")),
     ("POST", "/api/v1/subscriptions"): Route(
-        ADMIN_ONLY, send_json("/api/v1/subscriptions", new_subscription), per_site=True
+        SUBSCRIPTION_OWNERS, send_json("/api/v1/subscriptions", new_subscription), per_site=True
     ),
     ("GET", "/api/v1/subscriptions/<uuid:subscription_id>"): Route(
-        ADMIN_ONLY, with_ids("/api/v1/subscriptions/{subscription}"), per_site=True
+        ANOTHERS_SUBSCRIPTION, with_ids("/api/v1/subscriptions/{subscription}"), per_site=True
     ),
     ("DELETE", "/api/v1/subscriptions/<uuid:subscription_id>"): Route(
-        ADMIN_ONLY, delete_subscription, per_site=True
+        ANOTHERS_SUBSCRIPTION, delete_subscription, per_site=True
     ),
     ("POST", "/api/v1/subscriptions/<uuid:subscription_id>/send"): Route(
-        ADMIN_ONLY, with_ids("/api/v1/subscriptions/{subscription}/send"), per_site=True
+        ANOTHERS_SUBSCRIPTION,
+        with_ids("/api/v1/subscriptions/{subscription}/send"),
+        per_site=True,
     ),
     ("POST", "/api/v1/subscriptions/<uuid:subscription_id>/resume"): Route(
         ADMIN_ONLY, with_ids("/api/v1/subscriptions/{subscription}/resume"), per_site=True
     ),
     ("GET", "/api/v1/subscriptions/<uuid:subscription_id>/deliveries"): Route(
-        ADMIN_ONLY, with_ids("/api/v1/subscriptions/{subscription}/deliveries"), per_site=True
+        ANOTHERS_SUBSCRIPTION,
+        with_ids("/api/v1/subscriptions/{subscription}/deliveries"),
+        per_site=True,
     ),
     ("GET", "/api/v1/subscriptions/<uuid:subscription_id>/deliveries/<uuid:delivery_id>"): Route(
-        ADMIN_ONLY,
+        ANOTHERS_SUBSCRIPTION,
         with_ids("/api/v1/subscriptions/{subscription}/deliveries/{delivery}"),
         per_site=True,
     ),

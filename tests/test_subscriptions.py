@@ -117,10 +117,9 @@ def test_email_is_stored_normalised(client, auth):
     assert created["email"] == "Aid.Team@ngo.example.org"
 
 
-@pytest.mark.parametrize("role", ["coordinator", "reader"])
-def test_only_admins_manage_subscriptions(app, client, auth, role):
+def test_coordinators_manage_no_subscriptions(app, client, auth):
     subscription = subscribe(client, auth.admin)
-    headers = auth.headers(role, CENTRE) if role == "coordinator" else auth.headers(role)
+    headers = auth.headers("coordinator", CENTRE)
     base = f"/api/v1/subscriptions/{subscription['id']}"
     assert_problem(client.get("/api/v1/subscriptions", headers=headers), 403)
     body = {"email": "other@ngo.example.org", "cron": "0 7 * * *", "timezone": "UTC"}
@@ -131,6 +130,41 @@ def test_only_admins_manage_subscriptions(app, client, auth, role):
     assert_problem(client.get(f"{base}/deliveries", headers=headers), 403)
     assert count_rows(app, Subscription) == 1
     assert count_rows(app, Delivery) == 0
+
+
+def test_a_reader_manages_only_its_own_subscriptions(app, client, auth):
+    admins = subscribe(client, auth.admin)
+    reader = auth.headers("reader")
+    other_reader = auth.headers("reader")
+    body = {"email": "mine@ngo.example.org", "cron": "0 7 * * *", "timezone": "UTC"}
+    own = client.post("/api/v1/subscriptions", json=body, headers=reader)
+    assert own.status_code == 201, own.get_data(as_text=True)
+    own = own.get_json()
+    # The reader's list holds its own only; the admin's holds both, with their owners.
+    assert [s["id"] for s in client.get("/api/v1/subscriptions", headers=reader).get_json()] == [
+        own["id"]
+    ]
+    every = client.get("/api/v1/subscriptions", headers=auth.admin).get_json()
+    assert {s["id"] for s in every} == {admins["id"], own["id"]}
+    assert client.get("/api/v1/subscriptions", headers=other_reader).get_json() == []
+    # Another's (the admin's, or the other reader's) is not found, for every verb.
+    for headers, theirs in ((reader, admins), (other_reader, own)):
+        base = f"/api/v1/subscriptions/{theirs['id']}"
+        assert_problem(client.get(base, headers=headers), 404)
+        assert_problem(client.delete(base, headers=headers), 404)
+        assert_problem(client.post(f"{base}/send", headers=headers), 404)
+        assert_problem(client.get(f"{base}/deliveries", headers=headers), 404)
+        assert_problem(client.post(f"{base}/resume", headers=headers), 403)
+    assert count_rows(app, Delivery) == 0
+    # Its own: read, its delivery log, deleted.
+    base = f"/api/v1/subscriptions/{own['id']}"
+    assert client.get(base, headers=reader).get_json()["email"] == "mine@ngo.example.org"
+    assert client.get(f"{base}/deliveries", headers=reader).get_json() == []
+    assert_problem(client.post(f"{base}/resume", headers=reader), 403)
+    assert client.delete(base, headers=reader).status_code == 204
+    assert client.get("/api/v1/subscriptions", headers=reader).get_json() == []
+    kept = client.get(f"/api/v1/subscriptions/{admins['id']}", headers=auth.admin)
+    assert kept.status_code == 200
 
 
 def test_subscriptions_need_a_token(client):

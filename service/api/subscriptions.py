@@ -1,4 +1,5 @@
-"""/api/v1/subscriptions: situation reports by email on a schedule (admin)."""
+"""/api/v1/subscriptions: situation reports by email on a schedule (admins all; readers
+their own, as with webhooks: another reader's is not found)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ blp = Blueprint(
     "subscriptions",
     __name__,
     url_prefix="/api/v1/subscriptions",
-    description="Situation reports by email, on a schedule (admin)",
+    description="Situation reports by email, on a schedule: admins, and readers for their own "
+    "subscriptions (another reader's is 404 to them).",
 )
 log = logging.getLogger(__name__)
 
@@ -140,6 +142,10 @@ class SubscriptionOut(Schema):
     site_ids = fields.List(fields.String())
     formats = fields.List(fields.String())
     language = fields.String(metadata={"enum": list(LANGUAGES)})
+    owner_token_id = fields.Integer(
+        allow_none=True,
+        metadata={"description": "The token that made it (null: made before owners; admins')."},
+    )
     created_at = fields.AwareDateTime()
     next_run_at = fields.Function(
         lambda s: (
@@ -192,18 +198,14 @@ def _iso(moment: Any) -> str | None:
 
 @blp.route("")
 class Subscriptions(MethodView):
-    @requires(Role.admin)
+    @requires(Role.admin, Role.reader)
     @blp.response(200, SubscriptionOut(many=True))
     @blp.paginate(QueryPage, page_size=100, max_page_size=1000)
     def get(self) -> Any:
-        """List subscriptions (deleted ones are left out)."""
-        return (
-            db.select(Subscription)
-            .where(Subscription.deleted_at.is_(None))
-            .order_by(Subscription.created_at, Subscription.id)
-        )
+        """List subscriptions: all for admins, a reader's own (deleted ones are left out)."""
+        return domain.visible_subscriptions(current_caller())
 
-    @requires(Role.admin)
+    @requires(Role.admin, Role.reader)
     @blp.arguments(SubscriptionIn)
     @blp.response(201, SubscriptionOut)
     def post(self, data: dict[str, Any]) -> Any:
@@ -215,13 +217,13 @@ class Subscriptions(MethodView):
 
 @blp.route("/<uuid:subscription_id>")
 class SubscriptionById(MethodView):
-    @requires(Role.admin)
+    @requires(Role.admin, Role.reader)
     @blp.response(200, SubscriptionOut)
     def get(self, subscription_id: uuid.UUID) -> Subscription:
-        """One subscription."""
-        return domain.find_subscription(subscription_id)
+        """One subscription (another reader's is not found)."""
+        return domain.find_own(current_caller(), subscription_id)
 
-    @requires(Role.admin)
+    @requires(Role.admin, Role.reader)
     @blp.response(204)
     def delete(self, subscription_id: uuid.UUID) -> None:
         """Stop a subscription. Nothing more is sent; its delivery log is kept."""
@@ -244,7 +246,7 @@ class Resume(MethodView):
 
 @blp.route("/<uuid:subscription_id>/send")
 class SendNow(MethodView):
-    @requires(Role.admin)
+    @requires(Role.admin, Role.reader)
     @blp.response(202, DeliveryOut)
     @blp.alt_response(409, response=CONFLICT)  # no summary is ready to send
     def post(self, subscription_id: uuid.UUID) -> Any:
@@ -260,13 +262,13 @@ class SendNow(MethodView):
 
 @blp.route("/<uuid:subscription_id>/deliveries")
 class SubscriptionDeliveries(MethodView):
-    @requires(Role.admin)
+    @requires(Role.admin, Role.reader)
     @blp.arguments(DeliveryQueryArgs, location="query")
     @blp.response(200, DeliveryOut(many=True))
     @blp.paginate(QueryPage, page_size=100, max_page_size=1000)
     def get(self, args: dict[str, Any], subscription_id: uuid.UUID) -> Any:
         """The delivery log, newest scheduled moment first (kept after a subscription ends)."""
-        domain.find_subscription(subscription_id, deleted=True)
+        domain.find_own(current_caller(), subscription_id, deleted=True)
         query = (
             db.select(Delivery)
             .where(Delivery.subscription_id == subscription_id)
@@ -279,10 +281,11 @@ class SubscriptionDeliveries(MethodView):
 
 @blp.route("/<uuid:subscription_id>/deliveries/<uuid:delivery_id>")
 class DeliveryById(MethodView):
-    @requires(Role.admin)
+    @requires(Role.admin, Role.reader)
     @blp.response(200, DeliveryOut)
     def get(self, subscription_id: uuid.UUID, delivery_id: uuid.UUID) -> Delivery:
         """One delivery: its status, attempts and last error."""
+        domain.find_own(current_caller(), subscription_id, deleted=True)
         delivery = db.session.get(Delivery, delivery_id)
         if delivery is None or delivery.subscription_id != subscription_id:
             raise Problem(404, f"There is no delivery '{delivery_id}' for this subscription.")

@@ -28,9 +28,9 @@ from service.domain import audit, summaries
 from service.domain.callers import Caller
 from service.domain.errors import Conflict
 from service.domain.settings import TASK_TIME_LIMIT_SECONDS, setting
-from service.domain.subscriptions import delivered, find_subscription, refused, unsubscribe_url
+from service.domain.subscriptions import delivered, find_own, refused, unsubscribe_url
 from service.extensions import db
-from service.models import Delivery, DeliveryStatus, Role, Subscription, Summary
+from service.models import Delivery, DeliveryStatus, Subscription, Summary
 from service.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -108,8 +108,7 @@ def delivery_state(delivery: Delivery) -> dict[str, Any]:
 
 def request_send(caller: Caller, subscription_id: uuid.UUID) -> Delivery:
     """A delivery of the latest ready summary, now (POST .../send)."""
-    caller.require_role(Role.admin)
-    subscription = find_subscription(subscription_id)
+    subscription = find_own(caller, subscription_id)  # admins: any; readers: their own
     summary = summaries.latest_ready()
     if summary is None:
         raise Conflict(

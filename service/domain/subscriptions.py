@@ -160,9 +160,15 @@ def _sites(site_ids: list[str]) -> list[Site]:
     return [found[site_id] for site_id in site_ids]
 
 
+def _require_owner_role(caller: Caller) -> None:
+    """Admins manage every subscription; readers their own (coordinators none)."""
+    caller.require_role(Role.admin, Role.reader)
+
+
 def create_subscription(caller: Caller, data: dict[str, Any]) -> Subscription:
-    """A new subscription; its first report goes out at its first scheduled moment from now."""
-    caller.require_role(Role.admin)
+    """A new subscription, owned by the caller's token; its first report goes out at its
+    first scheduled moment from now."""
+    _require_owner_role(caller)
     site_ids = list(dict.fromkeys(data.get("site_ids") or []))
     formats = list(dict.fromkeys(data.get("formats", ["csv"])))
     now = utcnow()
@@ -175,6 +181,7 @@ def create_subscription(caller: Caller, data: dict[str, Any]) -> Subscription:
         sites=_sites(site_ids),
         created_at=now,
         created_by=caller.token_id,
+        owner_token_id=caller.token_id,
         last_checked_at=now,
     )
     db.session.add(subscription)
@@ -197,10 +204,29 @@ def find_subscription(subscription_id: uuid.UUID, *, deleted: bool = False) -> S
     return subscription
 
 
+def visible_subscriptions(caller: Caller) -> Any:
+    """The subscriptions the caller manages, as a query: all for admins, a reader's own
+    (deleted ones are left out)."""
+    _require_owner_role(caller)
+    query = select(Subscription).where(Subscription.deleted_at.is_(None))
+    if not caller.is_admin:
+        query = query.where(Subscription.owner_token_id == caller.token_id)
+    return query.order_by(Subscription.created_at, Subscription.id)
+
+
+def find_own(caller: Caller, subscription_id: uuid.UUID, *, deleted: bool = False) -> Subscription:
+    """A subscription the caller manages; another reader's is not found (as if it did not
+    exist: its address is not theirs to learn)."""
+    _require_owner_role(caller)
+    subscription = find_subscription(subscription_id, deleted=deleted)
+    if not caller.is_admin and subscription.owner_token_id != caller.token_id:
+        raise NotFound(f"There is no subscription '{subscription_id}'.")
+    return subscription
+
+
 def delete_subscription(caller: Caller, subscription_id: uuid.UUID) -> Subscription:
     """Stop a subscription's deliveries; the subscription and its delivery log are kept."""
-    caller.require_role(Role.admin)
-    subscription = find_subscription(subscription_id)
+    subscription = find_own(caller, subscription_id)
     _end(caller, subscription, "subscription.delete")
     return subscription
 

@@ -38,13 +38,15 @@ class Subscription(db.Model):
 
     Deleting one (by the API or its unsubscribe link) sets `deleted_at`: no more
     deliveries, and the delivery log stays. A suspended one (its address refused again
-    and again) gets no scheduled deliveries until an admin resumes it. `last_checked_at`
+    and again) gets no scheduled deliveries until an admin resumes it. Readers see and
+    manage their own (`owner_token_id`); admins all. `last_checked_at`
     is the dispatcher's watermark: every scheduled moment up to it has been dealt with.
     """
 
     __tablename__ = "subscriptions"
     __table_args__ = (
         Index("ix_subscriptions_deleted_at", "deleted_at"),
+        Index("ix_subscriptions_owner", "owner_token_id"),
         CheckConstraint("language IN ('en', 'hy', 'ru')", name="language_known"),
     )
 
@@ -58,6 +60,9 @@ class Subscription(db.Model):
     language: Mapped[str] = mapped_column(String(8), default="en", server_default="en")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id"))
+    # Who sees and manages it besides admins: the token that made it (a reader's own).
+    # None (made before owners existed): admins only.
+    owner_token_id: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id"))
     deleted_at: Mapped[datetime | None]
     last_checked_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Permanent refusals (SMTP 5xx) in a row; a sent email sets it back to 0. At
