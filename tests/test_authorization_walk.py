@@ -147,6 +147,19 @@ def new_webhook(world: World, site: str) -> dict[str, Any]:
     return {"url": "http://127.0.0.1:9/walk", "site_ids": [site]}
 
 
+def new_subscription_form(world: World, site: str) -> dict[str, Any]:
+    return {"email": "walk@ngo.example.org", "cron": "0 7 * * *", "timezone": "UTC", "site": site}
+
+
+def new_webhook_form(world: World, site: str) -> dict[str, Any]:
+    return {
+        "url": "http://127.0.0.1:9/walk",
+        "site": site,
+        "event": "summary.ready",
+        "format": "json",
+    }
+
+
 def delete_webhook(world: World, site: str) -> tuple[str, dict[str, Any]]:
     return f"/api/v1/webhooks/{world.webhook(site)}", {}
 
@@ -308,6 +321,37 @@ ROUTES: dict[tuple[str, str], Route] = {
     ),
     ("POST", "/subscriptions/<uuid:subscription_id>/resume"): Route(
         ADMIN_ONLY_PAGE, with_ids("/subscriptions/{subscription}/resume"), per_site=True
+    ),
+    # a reader's own subscriptions and webhooks, as in the API (the walk's are the admin's)
+    ("GET", "/subscriptions"): Route(page(OK, 403, 403, OK), at("/subscriptions")),
+    ("POST", "/subscriptions"): Route(
+        page(OK, 403, 403, OK), form("/subscriptions", new_subscription_form), per_site=True
+    ),
+    ("GET", "/subscriptions/<uuid:subscription_id>"): Route(
+        page(OK, 403, 403, 404), with_ids("/subscriptions/{subscription}"), per_site=True
+    ),
+    ("POST", "/subscriptions/<uuid:subscription_id>/send"): Route(
+        page(OK, 403, 403, 404), with_ids("/subscriptions/{subscription}/send"), per_site=True
+    ),
+    ("POST", "/subscriptions/<uuid:subscription_id>/delete"): Route(
+        page(OK, 403, 403, 404),
+        lambda w, s: (f"/subscriptions/{w.subscription(s)}/delete", {"data": {}}),
+        per_site=True,
+    ),
+    ("GET", "/webhooks"): Route(page(OK, 403, 403, OK), at("/webhooks")),
+    ("POST", "/webhooks"): Route(
+        page(OK, 403, 403, OK), form("/webhooks", new_webhook_form), per_site=True
+    ),
+    ("GET", "/webhooks/<uuid:webhook_id>"): Route(
+        page(OK, 403, 403, 404), with_ids("/webhooks/{webhook}"), per_site=True
+    ),
+    ("POST", "/webhooks/<uuid:webhook_id>/rotate-secret"): Route(
+        page(OK, 403, 403, 404), with_ids("/webhooks/{webhook}/rotate-secret"), per_site=True
+    ),
+    ("POST", "/webhooks/<uuid:webhook_id>/delete"): Route(
+        page(OK, 403, 403, 404),
+        lambda w, s: (f"/webhooks/{w.webhook(s)}/delete", {"data": {}}),
+        per_site=True,
     ),
     # the admin pages: tokens and sites for admins; a site's groups as in the API
     ("GET", "/tokens"): Route(ADMIN_ONLY_PAGE, at("/tokens")),

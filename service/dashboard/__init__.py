@@ -546,5 +546,12 @@ def hours(value: float | None) -> str:
     return ngettext("%(num)d day before", "%(num)d days before", days)
 
 
-# --- admin pages (tokens, groups of a site, sites): their routes on this blueprint --------
-from service.dashboard import admin_groups, admin_sites, admin_tokens  # noqa: E402, F401
+# --- admin pages (tokens, groups of a site, sites), and a reader's own subscriptions and
+# webhooks (admins: all): their routes on this blueprint ----------------------------------
+from service.dashboard import (  # noqa: E402, F401
+    admin_groups,
+    admin_sites,
+    admin_tokens,
+    self_subscriptions,
+    self_webhooks,
+)
