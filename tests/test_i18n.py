@@ -597,3 +597,72 @@ def test_the_field_app_reads_wholly_in_hy_and_ru_and_so_do_its_scripts_messages(
             assert wrong == [], (language, key, text)
             if re.search(r"[A-Za-z]{3}", english):
                 assert text != english, (language, key)
+
+
+def test_a_readers_subscriptions_and_webhooks_pages_read_wholly_in_hy_and_ru(make_app):
+    app = make_app(WEBHOOK_ALLOWED_HOSTS=("127.0.0.1",))
+    from tests.conftest import Auth
+
+    secret = Auth(app).token("reader", name="NGO desk")
+    reader = signed_in(app, secret)
+    headers = {"Authorization": f"Bearer {secret}"}
+    api = app.test_client()
+    body = {"email": "desk@ngo.example.org", "cron": "0 7,19 * * *", "timezone": "Asia/Yerevan"}
+    subscription = api.post("/api/v1/subscriptions", json=body, headers=headers).get_json()
+    hook_url = "http://127.0.0.1:9/hook"
+    webhook = api.post("/api/v1/webhooks", json={"url": hook_url}, headers=headers).get_json()
+    # Data on the pages: the address, the URL, the formats' and events' codes, "UTC".
+    names = [
+        "desk@ngo.example.org",
+        hook_url,
+        "CSV",
+        "JSON",
+        "UTC",
+        "Asia/Yerevan, Europe/Moscow, UTC",
+        "Standard Webhooks",
+        "cron",
+        "URL",
+        "https",
+        re.compile(r"\b(?:HXL|Հայերեն|Русский|English)\b"),
+    ]
+    for path in (
+        "/subscriptions",
+        f"/subscriptions/{subscription['id']}",
+        "/webhooks",
+        f"/webhooks/{webhook['id']}",
+    ):
+        assert_translated(in_languages(reader, path), names, name=path)
+    previews, created = {}, {}
+    for language in i18n.LANGUAGES:
+        reader.set_cookie("lang", language)
+        response = reader.post(
+            "/subscriptions",
+            data={
+                "csrf_token": csrf_token(reader, "/subscriptions"),
+                "cron": "0 7,19 * * *",
+                "timezone": "Asia/Yerevan",
+                "preview": "1",
+            },
+        )
+        assert response.status_code == 200, response.get_data(as_text=True)
+        previews[language] = response.get_data(as_text=True)
+        page = reader.get("/webhooks").get_data(as_text=True)
+        response = reader.post(
+            "/webhooks",
+            data={
+                "csrf_token": CSRF_FIELD.search(page).group(1),
+                "form_id": FORM_ID.search(page).group(1),
+                "url": hook_url,
+                "event": "summary.ready",
+                "format": "json",
+            },
+        )
+        assert response.status_code == 200, response.get_data(as_text=True)
+        created[language] = response.get_data(as_text=True)
+    reader.delete_cookie("lang")
+    assert_translated(previews, names, name="preview")
+    assert_translated(created, [*names, re.compile(r"whsec_\S+")], name="webhook created")
+
+
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+FORM_ID = re.compile(r'name="form_id" value="([^"]+)"')
