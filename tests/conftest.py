@@ -32,6 +32,25 @@ def pytest_report_header() -> str:
     return f"needs-tracker backend: {'PostgreSQL + Redis' if on_services() else 'embedded'}"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "backend_independent: touches no database and no broker (pure rules, configuration, "
+        "imports); run in the embedded pass only",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The PostgreSQL + Redis pass is for what the real parts can change: it skips the
+    tests marked backend_independent, which the embedded pass has run on the same code."""
+    if not on_services():
+        return
+    skip = pytest.mark.skip(reason="backend_independent: the embedded pass runs it")
+    for item in items:
+        if item.get_closest_marker("backend_independent"):
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One database for the session, built by the migrations (so every test runs on them)."""
