@@ -235,8 +235,9 @@ def _quick_to_stop(sender: Any = None, worker: Any = None, consumer: Any = None,
     drain = transport.drain_events
 
     def drain_events(connection: Any, timeout: float | None = None) -> Any:
-        turn = TEST_WORKER_TURN_SECONDS
-        return drain(connection, timeout=turn if timeout is None else min(timeout, turn))
+        if timeout is None:  # waiting until a task comes: as it was
+            return drain(connection)
+        return drain(connection, timeout=min(timeout, TEST_WORKER_TURN_SECONDS))
 
     transport.drain_events = drain_events
 
