@@ -212,6 +212,26 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         # recipients see (README: "Small cells"). 1 turns suppression off; 2 is refused,
         # since with zeros shown "< 2" would mean exactly 1.
         "SMALL_CELL_THRESHOLD": _int(env, "SMALL_CELL_THRESHOLD", 5),
+        # The dataset a summary is published as (GET /api/v1/summaries/{id}/package): the
+        # metadata HDX asks of every dataset. HDX's licence ids (cc-by-igo, cc-by,
+        # odc-odbl, ...), methodologies ("Census", "Sample Survey", "Direct Observational
+        # Data/Anecdotal Data", "Registry", "Other") and tags (its approved vocabulary).
+        "DATASET_TITLE": env.get("DATASET_TITLE")
+        or "Displaced people waiting at sites: situation summary",
+        "DATASET_NOTES": env.get("DATASET_NOTES")
+        or "People waiting at each site, with their sex and age, vulnerabilities, reported "
+        "needs and the Sphere minimums they call for, as counted by site coordinators. "
+        "A row per site and a total row; no names of people.",
+        "DATASET_SOURCE": env.get("DATASET_SOURCE") or "Site coordinators' head counts",
+        "DATASET_ORGANISATION": env.get("DATASET_ORGANISATION") or "needs-tracker",
+        "DATASET_MAINTAINER": env.get("DATASET_MAINTAINER") or "",
+        "DATASET_LICENSE": env.get("DATASET_LICENSE") or "cc-by-igo",
+        "DATASET_METHODOLOGY": env.get("DATASET_METHODOLOGY")
+        or "Direct Observational Data/Anecdotal Data",
+        "DATASET_TAGS": env.get("DATASET_TAGS")
+        or "refugees,displaced persons locations-camps-shelters,people in need-pin",
+        # Empty: worked out from SUMMARY_INTERVAL_MINUTES (HDX: "0" live, "1" daily, ...).
+        "DATASET_UPDATE_FREQUENCY": env.get("DATASET_UPDATE_FREQUENCY") or "",
         # How often the scheduler looks for a due summary and for lost builds.
         "SCHEDULER_TICK_SECONDS": _int(env, "SCHEDULER_TICK_SECONDS", 60),
         # A summary build handed to a worker this long ago and still pending is re-sent.
@@ -297,6 +317,8 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
             "SMALL_CELL_THRESHOLD must be 1 (no suppression) or at least 3, got "
             f"{config['SMALL_CELL_THRESHOLD']}"
         )
+    # The dataset's maintainer: whoever the service's emails come from, unless named.
+    config["DATASET_MAINTAINER"] = config["DATASET_MAINTAINER"] or config["MAIL_FROM"]
     config.update(overrides)  # DATABASE_URL from overrides is already in the URI above
     # Two deployments sharing one Redis keep their counters apart, as their queues.
     config.setdefault(

@@ -11,13 +11,14 @@ import click
 from flask import Flask
 from flask.cli import FlaskGroup, with_appcontext
 
-from service.domain import audit, rules
+from service import signin_link
+from service.domain import token_admin
 from service.domain.callers import OPERATOR
+from service.domain.errors import Invalid, NotFound
 from service.domain.sites import seed_sites
-from service.domain.tokens import issue_token, system_caller
+from service.domain.tokens import system_caller
 from service.extensions import db
-from service.models import ApiToken, Role, Site
-from service.types import utcnow
+from service.models import Role
 
 
 def _create_app() -> Flask:
@@ -59,35 +60,47 @@ def token() -> None:
 @click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
 @click.option("--site", "sites", multiple=True, help="A site a coordinator may write for.")
 @click.option("--name", default=None, help="What the token is for (a team, not a person).")
+@click.option(
+    "--qr",
+    is_flag=True,
+    help="Also print the field app's sign-in link and its QR code, to scan with the phone.",
+)
+@click.option(
+    "--qr-png",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Also write the sign-in QR code as a PNG file, readable by you only (it holds "
+    "the token: delete it once the phone is signed in).",
+)
 @with_appcontext
-def token_create(role: str, sites: tuple[str, ...], name: str | None) -> None:
+def token_create(
+    role: str, sites: tuple[str, ...], name: str | None, qr: bool, qr_png: Path | None
+) -> None:
     """Create a token and print it, once, as the last line."""
-    role_ = Role(role)
-    if name is not None:
-        try:  # the rule every label keeps: it is shown in listings and the audit log
-            name = rules.text(name, max_length=200)
-        except rules.RuleError as exc:
-            raise click.UsageError(f"--name: {exc.message}") from None
-    if role_ is Role.coordinator and not sites:
-        raise click.UsageError("A coordinator token needs at least one --site.")
-    if role_ is not Role.coordinator and sites:
-        raise click.UsageError("--site only applies to coordinator tokens.")
-    found = []
-    for site_id in sites:
-        site = db.session.get(Site, site_id)
-        if site is None:
-            raise click.UsageError(f"There is no site '{site_id}' (see GET /api/v1/sites).")
-        found.append(site)
-    api_token, secret = issue_token(role_, name or f"{role} token", found)
-    audit.record(
-        OPERATOR,
-        "token.create",
-        "token",
-        api_token.id,
-        after={"name": api_token.name, "role": role, "sites": sorted(sites)},
-    )
+    try:
+        api_token, secret = token_admin.create_token(OPERATOR, Role(role), name, sites)
+    except Invalid as refused:
+        raise click.UsageError(
+            " ".join(f"--{e.field}: {e.message}" for e in refused.errors) or refused.detail
+        ) from None
+    link = signin_link.signin_url(secret)
+    if qr_png:
+        try:  # before the commit: a code that cannot be written leaves no token behind
+            signin_link.write_png(link, qr_png)
+        except OSError as exc:
+            db.session.rollback()
+            raise click.ClickException(
+                f"Cannot write {qr_png}: {exc.strerror or exc}. No token was created."
+            ) from None
     db.session.commit()
     click.echo(f"token {api_token.id} ({role}{': ' + ', '.join(sites) if sites else ''}) created.")
+    if qr or qr_png:
+        if qr:
+            click.echo("Scan this with the phone's camera to sign the field app in:")
+            click.echo(signin_link.terminal_text(link), nl=False)
+        if qr_png:
+            click.echo(f"QR code written to {qr_png} (only you can read it; delete it after).")
+        click.echo(f"Sign-in link: {link}")
     click.echo("Keep it safe: it is shown only now.")
     click.echo(secret)
 
@@ -96,8 +109,7 @@ def token_create(role: str, sites: tuple[str, ...], name: str | None) -> None:
 @with_appcontext
 def token_list() -> None:
     """List tokens (never their secrets)."""
-    tokens = db.session.execute(db.select(ApiToken).order_by(ApiToken.id)).scalars()
-    for t in tokens:
+    for t in token_admin.list_tokens(OPERATOR):
         state = f"revoked {t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "active"
         sites = ",".join(t.site_ids) or "-"
         click.echo(f"{t.id}\t{t.prefix}…\t{t.role.value}\t{sites}\t{state}\t{t.name}")
@@ -109,13 +121,13 @@ def token_list() -> None:
 def token_revoke(token_id: int) -> None:
     """Revoke a token: it writes nothing from now on, and reads nothing after
     TOKEN_CACHE_SECONDS (2 by default)."""
-    api_token = db.session.get(ApiToken, token_id)
-    if api_token is None:
-        raise click.UsageError(f"There is no token {token_id} (see `needs-tracker token list`).")
-    if api_token.revoked_at is None:
-        api_token.revoked_at = utcnow()
-        audit.record(OPERATOR, "token.revoke", "token", token_id, after={"revoked": True})
-        db.session.commit()
+    try:
+        token_admin.revoke_token(OPERATOR, token_id)
+    except NotFound:
+        raise click.UsageError(
+            f"There is no token {token_id} (see `needs-tracker token list`)."
+        ) from None
+    db.session.commit()
     click.echo(f"token {token_id} revoked")
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import re
 import uuid
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -144,6 +145,14 @@ def sign_in_form(world: World, site: str) -> dict[str, Any]:
     return {"token": world.current_secret or ""}
 
 
+def revoke_a_token(world: World, site: str) -> tuple[str, dict[str, Any]]:
+    # A fresh token each time, so an allowed revoke leaves the walk's own tokens alive.
+    secret = world.auth.token("reader", name="walk to revoke")
+    with world.app.app_context():
+        found = select(ApiToken.id).where(ApiToken.secret_hash == hash_token(secret))
+        return f"/tokens/{db.session.execute(found).scalar_one()}/revoke", {"data": {}}
+
+
 # --- THE table --------------------------------------------------------------------------
 
 ROUTES: dict[tuple[str, str], Route] = {
@@ -203,6 +212,12 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/api/v1/summaries/<uuid:summary_id>"): Route(
         EVERY_TOKEN, with_ids("/api/v1/summaries/{summary}")
     ),
+    ("GET", "/api/v1/summaries/latest/package"): Route(
+        EVERY_TOKEN, at("/api/v1/summaries/latest/package")
+    ),
+    ("GET", "/api/v1/summaries/<uuid:summary_id>/package"): Route(
+        EVERY_TOKEN, with_ids("/api/v1/summaries/{summary}/package")
+    ),
     # subscriptions and their deliveries: admins
     ("GET", "/api/v1/subscriptions"): Route(ADMIN_ONLY, at("/api/v1/subscriptions")),
     ("POST", "/api/v1/subscriptions"): Route(
@@ -249,6 +264,33 @@ ROUTES: dict[tuple[str, str], Route] = {
     ),
     ("POST", "/subscriptions/<uuid:subscription_id>/resume"): Route(
         ADMIN_ONLY_PAGE, with_ids("/subscriptions/{subscription}/resume"), per_site=True
+    ),
+    # the admin pages: tokens and sites for admins; a site's groups as in the API
+    ("GET", "/tokens"): Route(ADMIN_ONLY_PAGE, at("/tokens")),
+    ("POST", "/tokens"): Route(
+        ADMIN_ONLY_PAGE, form("/tokens", lambda w, s: {"role": "reader", "name": "walk"})
+    ),
+    ("POST", "/tokens/<int:token_id>/revoke"): Route(ADMIN_ONLY_PAGE, revoke_a_token),
+    ("GET", "/sites"): Route(ADMIN_ONLY_PAGE, at("/sites")),
+    ("POST", "/sites"): Route(ADMIN_ONLY_PAGE, form("/sites", new_site)),
+    ("POST", "/sites/<string:site_id>"): Route(
+        ADMIN_ONLY_PAGE,
+        lambda w, s: (f"/sites/{s}", {"data": {"capacity": "5000"}}),
+        per_site=True,
+    ),
+    ("GET", "/groups"): Route(page(OK, OK, OK, 403), at("/groups")),
+    ("GET", "/sites/<string:site_id>/groups"): Route(
+        page(OK, OK, 403, 403), with_ids("/sites/{site}/groups"), per_site=True
+    ),
+    ("POST", "/sites/<string:site_id>/groups"): Route(
+        page(OK, OK, 403, 403),
+        lambda w, s: (f"/sites/{s}/groups", {"data": {"label": "Walk group"}}),
+        per_site=True,
+    ),
+    ("POST", "/groups/<uuid:group_id>"): Route(
+        page(OK, OK, 404, 403),
+        lambda w, s: (f"/groups/{w.ids[s]['group']}", {"data": {"status": "waiting"}}),
+        per_site=True,
     ),
     ("GET", "/sign-in"): Route(PUBLIC, at("/sign-in")),
     # Signing in with the caller's own token: refused for no, an unknown or a revoked one.
@@ -523,7 +565,11 @@ def leaked(world: World, caller: str, response: Any) -> str | None:
     """A label, origin, note or group id of a site whose groups `caller` may not see."""
     if caller == "admin" or response.status_code >= 300 or response.mimetype.startswith("image"):
         return None
-    body = response.get_data(as_text=True)
+    if response.mimetype == "application/zip" and response.get_data():  # a package: its files
+        with zipfile.ZipFile(io.BytesIO(response.get_data())) as archive:
+            body = "".join(archive.read(name).decode() for name in archive.namelist())
+    else:
+        body = response.get_data(as_text=True)
     for site, private in world.private.items():
         if caller == {SITE_A: "coordinator-a", SITE_B: "coordinator-b"}[site]:
             continue

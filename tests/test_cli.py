@@ -6,16 +6,20 @@ import json
 import os
 import signal
 import socket
+import stat
+import struct
 import subprocess
 import sys
 import time
 import urllib.request
+import zlib
 from pathlib import Path
 
-from sqlalchemy import delete
+from sqlalchemy import delete, func, select
 
+from service import signin_link
 from service.extensions import db
-from service.models import Site
+from service.models import ApiToken, Site
 from tests.backends import REDIS_URL, empty_database, on_services
 from tests.conftest import QUEUE
 from tests.helpers import wait_for
@@ -88,7 +92,88 @@ def test_token_create_refuses_unknown_site_and_siteless_coordinator(app):
     assert "no site 'mars'" in unknown.output
     siteless = runner.invoke(args=["token", "create", "--role", "coordinator"])
     assert siteless.exit_code != 0
-    assert "at least one --site" in siteless.output
+    assert "--site: A coordinator token needs at least one site" in siteless.output
+    reader_with_site = runner.invoke(
+        args=["token", "create", "--role", "reader", "--site", "stepanakert-centre"]
+    )
+    assert reader_with_site.exit_code != 0
+    assert "--site: Sites only apply to coordinator tokens" in reader_with_site.output
+
+
+def test_token_create_with_qr_prints_the_sign_in_link_and_code_and_the_token_last(app, client):
+    runner = app.test_cli_runner()
+    result = runner.invoke(
+        args=["token", "create", "--role", "coordinator", "--site", "stepanakert-centre", "--qr"]
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.rstrip("\n").splitlines()
+    secret = lines[-1]
+    assert secret.startswith("nt_")
+    link = f"{app.config['PUBLIC_BASE_URL']}/field/#token={secret}"
+    assert f"Sign-in link: {link}" in lines
+    # The code: square rows of half blocks, as tall (in rows of two) as it is wide.
+    code = [line for line in lines if line and set(line) <= set("█▀▄ ")]
+    assert len(code) >= 10 and len({len(line) for line in code}) == 1
+    assert abs(len(code) * 2 - len(code[0])) <= 2
+    assert signin_link.terminal_text(link) in result.output
+    # The secret works.
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert client.get("/api/v1/groups", headers=headers).status_code == 200
+
+
+def test_token_create_writes_the_qr_as_a_png_only_its_owner_reads(app, tmp_path):
+    path = tmp_path / "coordinator.png"
+    path.write_bytes(b"old")
+    path.chmod(0o644)  # a file already there: replaced, and made private
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["token", "create", "--role", "admin", "--qr-png", str(path)])
+    assert result.exit_code == 0, result.output
+    secret = result.output.strip().splitlines()[-1]
+    assert f"Sign-in link: {signin_link.signin_url(secret, app.config['PUBLIC_BASE_URL'])}" in (
+        result.output
+    )
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    data = path.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    # A whole PNG: its chunks' CRCs hold and it ends with IEND; square, 8 px a module.
+    width, height = _png_size_checked(data)
+    assert width == height and width % 8 == 0
+    assert (
+        width // 8
+        == signin_link.qr_code(
+            signin_link.signin_url(secret, app.config["PUBLIC_BASE_URL"])
+        ).symbol_size(scale=1, border=4)[0]
+    )
+
+
+def test_the_qr_png_is_not_written_through_a_symbolic_link(app, tmp_path):
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("keep")
+    link = tmp_path / "qr.png"
+    link.symlink_to(target)
+    result = app.test_cli_runner().invoke(
+        args=["token", "create", "--role", "admin", "--qr-png", str(link)]
+    )
+    assert result.exit_code == 1
+    assert "No token was created" in result.output and "nt_" not in result.output
+    assert target.read_text() == "keep"
+    with app.app_context():
+        assert db.session.execute(select(func.count()).select_from(ApiToken)).scalar_one() == 0
+
+
+def _png_size_checked(data: bytes) -> tuple[int, int]:
+    offset, chunks = 8, []
+    while offset < len(data):
+        (length,) = struct.unpack(">I", data[offset : offset + 4])
+        kind = data[offset + 4 : offset + 8]
+        body = data[offset + 8 : offset + 8 + length]
+        (crc,) = struct.unpack(">I", data[offset + 8 + length : offset + 12 + length])
+        assert zlib.crc32(kind + body) == crc, kind
+        chunks.append((kind, body))
+        offset += 12 + length
+    assert chunks[0][0] == b"IHDR" and chunks[-1][0] == b"IEND"
+    zlib.decompress(b"".join(body for kind, body in chunks if kind == b"IDAT"))
+    return struct.unpack(">II", chunks[0][1][:8])
 
 
 def _free_port() -> int:

@@ -17,11 +17,20 @@ from service.domain import groups as domain
 from service.domain.counting import current_counts
 from service.extensions import db
 from service.models import Group, GroupStatus, Role
+from service.openapi import CONFLICT
 
 blp = Blueprint("groups", __name__, url_prefix="/api/v1/groups", description="Groups")
 
 
 class GroupIn(Schema):
+    id = fields.UUID(
+        metadata={
+            "description": "Optional: an id the client chose (a UUID), so that a phone can "
+            "register a group offline and count it before it syncs. Sending the same id "
+            "and registration again answers the group as it is now (200); the same id "
+            "with another registration, or an id already taken, is 409."
+        }
+    )
     site_id = SiteId(required=True)
     label = Text(max_length=200, required=True)
     origin = Text(max_length=200, allow_none=True)
@@ -107,12 +116,21 @@ class Groups(MethodView):
 
     @requires(Role.admin, Role.coordinator)
     @blp.arguments(GroupIn)
-    @blp.response(201, GroupDetailOut)
-    def post(self, data: dict[str, Any]) -> dict[str, Any]:
-        """Register a group at a site (a coordinator of that site, or an admin)."""
-        group = domain.create_group(current_caller(), data)
+    @blp.response(201, GroupDetailOut, description="Registered.")
+    @blp.alt_response(
+        200,
+        schema=GroupDetailOut,
+        description="A resend: the same `id` with the same `site_id`, `label`, `origin` and "
+        "`status` as it was first registered. The group as it is now (it may have moved or "
+        "changed since); nothing new is stored.",
+    )
+    @blp.alt_response(409, response=CONFLICT)  # the id is taken by another registration
+    def post(self, data: dict[str, Any]) -> Any:
+        """Register a group at a site (a coordinator of that site, or an admin). An `id`
+        chosen by the client makes the registration idempotent: see `id`."""
+        group, created = domain.register_group(current_caller(), data)
         db.session.commit()
-        return with_counts([group], moves=True)[0]
+        return with_counts([group], moves=True)[0], 201 if created else 200
 
 
 @blp.route("/<uuid:group_id>")

@@ -21,6 +21,7 @@ from service.auth import current_caller, requires
 from service.domain import summaries as domain
 from service.domain import suppression, visibility
 from service.domain.exports import to_csv
+from service.domain.package import data_package
 from service.errors import Problem
 from service.extensions import db
 from service.models import Role, Summary, SummaryStatus
@@ -37,6 +38,12 @@ EXPORTS: dict[str, Any] = {
     "content_type": "text/csv",
     "description": "`?format=csv` or `?format=hxl` (or `Accept`): the export, as a file.",
     "example": "site_id,name,people,groups\nstepanakert-airport,Stepanakert airport,715,2\n",
+}
+PACKAGE: dict[str, Any] = {
+    "content_type": "application/zip",
+    "description": "A Frictionless data package: `datapackage.json` (Table Schemas and the "
+    "metadata HDX asks of a dataset), the CSV and the HXL CSV. Small cells are suppressed "
+    "for everyone, as for readers: a package is made to be passed on.",
 }
 
 
@@ -286,6 +293,58 @@ class SummaryById(MethodView):
         ready = domain.SummaryRef(summary.id, summary.etag or "", summary.as_of)
         cache = "private, max-age=31536000, immutable"
         return represent_ready(ready, fmt, cache, current_caller().group_view)
+
+
+@blp.route("/latest/package")
+class LatestPackage(MethodView):
+    @blp.response(200, **PACKAGE)
+    @blp.alt_response(304, description="Not modified: the `ETag` sent is still the latest's.")
+    @blp.alt_response(404, response=NOT_FOUND)  # none is ready yet
+    @reads_header(IF_NONE_MATCH)
+    def get(self) -> Any:
+        """The newest ready summary as a publishable data package (zip)."""
+        latest = domain.latest_ready_ref()
+        if latest is None:
+            raise Problem(404, "No summary is ready yet; ask for one with POST /api/v1/summaries.")
+        return package_answer(latest, "private, no-cache")
+
+
+@blp.route("/<uuid:summary_id>/package")
+class SummaryPackage(MethodView):
+    @blp.response(200, **PACKAGE)
+    @blp.alt_response(304, description="Not modified: the `ETag` sent is still current.")
+    @blp.alt_response(409, response=CONFLICT)  # a summary not ready
+    @reads_header(IF_NONE_MATCH)
+    def get(self, summary_id: uuid.UUID) -> Any:
+        """One ready summary as a publishable data package (zip)."""
+        summary = db.session.get(Summary, summary_id, options=[defer(Summary.document)])
+        if summary is None:
+            raise Problem(404, f"There is no summary '{summary_id}'.")
+        if summary.status is not SummaryStatus.ready:
+            raise Problem(
+                409,
+                f"Summary {summary.id} is {summary.status.value}; its package comes when "
+                "it is ready.",
+            )
+        ready = domain.SummaryRef(summary.id, summary.etag or "", summary.as_of)
+        return package_answer(ready, "private, max-age=31536000, immutable")
+
+
+def package_answer(summary: domain.SummaryRef, cache: str) -> Response:
+    threshold = _threshold()
+    etag = f"{summary.etag}-r{threshold}-package"
+    headers = {"ETag": f'"{etag}"', "Cache-Control": cache, "Vary": "Authorization"}
+    if request.if_none_match.contains(etag):
+        return Response(status=304, headers=headers)
+    headers["Content-Disposition"] = f'attachment; filename="summary-{_stamp(summary.as_of)}.zip"'
+    document = db.session.get_one(Summary, summary.id).document or {}
+    metadata = {
+        name: value
+        for name, value in current_app.config.items()
+        if name.startswith("DATASET_") or name == "SUMMARY_INTERVAL_MINUTES"
+    }
+    body = data_package(document, metadata, threshold)
+    return Response(body, mimetype="application/zip", headers=headers)
 
 
 def chosen_format(explicit: str | None) -> str:

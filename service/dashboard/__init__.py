@@ -476,3 +476,7 @@ def hours(value: float | None) -> str:
     if value < 48:
         return f"{value:.0f} h before"
     return f"{value / 24:.0f} days before"
+
+
+# --- admin pages (tokens, groups of a site, sites): their routes on this blueprint --------
+from service.dashboard import admin_groups, admin_sites, admin_tokens  # noqa: E402, F401

@@ -1,0 +1,151 @@
+"""The sites on a map, for the dashboard: numbers in, SVG coordinates out; the template
+draws. No tiles and no script: country outlines from Natural Earth ship with the package
+(geodata/outlines.json, public domain), so the map works offline like the charts.
+
+Each site is a circle whose area is its people waiting, coloured by the most serious of
+its flags; a site whose figure readers may not see is a small hollow ring (its size would
+give the figure away). Coordinates are the sites' current ones; figures are those of the
+summary on the page.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+OUTLINES = Path(__file__).with_name("geodata") / "outlines.json"
+WIDTH = 640
+MIN_SPAN_DEGREES = 1.2  # the map shows at least this much, so borders give context
+MARGIN_DEGREES = 0.25
+SMALLEST, LARGEST = 6.0, 28.0  # circle radii (px)
+
+# The most serious flag first; its colour is the circle's (Okabe-Ito, as the charts).
+FLAG_COLOURS = (
+    ("over_capacity", "#D55E00"),
+    ("conflicting_counts", "#D55E00"),
+    ("sudden_jump", "#E69F00"),
+    ("breakdown_missing", "#E69F00"),
+    ("stale_site", "#6B7280"),
+    ("stale_group", "#6B7280"),
+)
+NO_FLAG_COLOUR = "#0072B2"
+
+
+@dataclass
+class Dot:
+    site_id: str
+    name: str
+    x: float
+    y: float
+    r: float
+    colour: str
+    people: int | None  # None: not shown to this caller
+    flags: list[str]
+
+
+@dataclass
+class SiteMap:
+    width: int
+    height: int
+    countries: list[tuple[str, str]]  # (name, SVG path)
+    labels: list[tuple[str, float, float]]  # (country, x, y)
+    dots: list[Dot]
+    unplaced: list[str] = field(default_factory=list)  # sites with no coordinates
+    notice: str = ""
+
+
+@cache
+def outlines() -> dict[str, Any]:
+    return json.loads(OUTLINES.read_text())
+
+
+def colour_of(flags: list[str]) -> str:
+    return next((colour for code, colour in FLAG_COLOURS if code in flags), NO_FLAG_COLOUR)
+
+
+def site_map(sites: list[dict[str, Any]], where: dict[str, tuple[float, float]]) -> SiteMap | None:
+    """`sites`: the summary's site entries as the caller sees them (`people` None when
+    suppressed); `where`: site id → (latitude, longitude). None when no site has both."""
+    placed = [s for s in sites if s["site_id"] in where]
+    if not placed:
+        return None
+    lats = [where[s["site_id"]][0] for s in placed]
+    lons = [where[s["site_id"]][1] for s in placed]
+    middle = math.radians((min(lats) + max(lats)) / 2)
+    squeeze = math.cos(middle)  # a degree of longitude is this much of one of latitude
+    west, east = _span(min(lons), max(lons), MIN_SPAN_DEGREES / squeeze)
+    south, north = _span(min(lats), max(lats), MIN_SPAN_DEGREES * 0.6)
+    scale = WIDTH / ((east - west) * squeeze)
+    height = round((north - south) * scale)
+
+    def project(lat: float, lon: float) -> tuple[float, float]:
+        return round((lon - west) * squeeze * scale, 1), round((north - lat) * scale, 1)
+
+    largest = max([s["people"] or 0 for s in placed] + [1])
+    dots = []
+    for site in sorted(placed, key=lambda s: -(s["people"] or 0)):  # small ones on top
+        x, y = project(*where[site["site_id"]])
+        people = site["people"]
+        flags = sorted({f["code"] for f in site.get("flags", [])})
+        radius = SMALLEST + (LARGEST - SMALLEST) * math.sqrt((people or 0) / largest)
+        dots.append(
+            Dot(
+                site_id=site["site_id"],
+                name=site["name"],
+                x=x,
+                y=y,
+                r=round(radius if people is not None else SMALLEST, 1),
+                colour=colour_of(flags),
+                people=people,
+                flags=flags,
+            )
+        )
+    countries, labels = [], []
+    view = (west, south, east, north)
+    for name, rings in outlines()["countries"].items():
+        inside = [p for ring in rings for p in ring if _within(p, view)]
+        shown = [ring for ring in rings if _overlaps(ring, view)]
+        if not shown:
+            continue
+        path = " ".join(
+            "M" + " L".join("{},{}".format(*project(lat, lon)) for lon, lat in ring) + " Z"
+            for ring in shown
+        )
+        countries.append((name, path))
+        if len(inside) >= 3:
+            lon = sum(p[0] for p in inside) / len(inside)
+            lat = sum(p[1] for p in inside) / len(inside)
+            labels.append((name, *project(lat, lon)))
+    return SiteMap(
+        width=WIDTH,
+        height=height,
+        countries=countries,
+        labels=labels,
+        dots=dots,
+        unplaced=[s["name"] for s in sites if s["site_id"] not in where],
+        notice=outlines()["notice"],
+    )
+
+
+def _span(low: float, high: float, least: float) -> tuple[float, float]:
+    low, high = low - MARGIN_DEGREES, high + MARGIN_DEGREES
+    if high - low < least:
+        centre = (low + high) / 2
+        low, high = centre - least / 2, centre + least / 2
+    return low, high
+
+
+def _within(point: list[float], view: tuple[float, float, float, float]) -> bool:
+    west, south, east, north = view
+    return west <= point[0] <= east and south <= point[1] <= north
+
+
+def _overlaps(ring: list[list[float]], view: tuple[float, float, float, float]) -> bool:
+    west, south, east, north = view
+    lons = [p[0] for p in ring]
+    lats = [p[1] for p in ring]
+    return min(lons) <= east and max(lons) >= west and min(lats) <= north and max(lats) >= south
