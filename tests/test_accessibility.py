@@ -60,6 +60,9 @@ class Page:
     status: int
     shows: str  # a selector only this page has: the check ran on the page it means to
     allowed: frozenset[str] = frozenset()  # axe rules known to fail here (see above)
+    # Selectors clicked in turn after the page is loaded; the last one sends a form, and
+    # the page checked (and its status) is the answer.
+    clicks: tuple[str, ...] = ()
 
 
 PAGES = (
@@ -72,6 +75,26 @@ PAGES = (
     Page("error-forbidden", "/import", "reader", 403, "p.error[role=alert]"),
     Page("error-not-found", "/import/{unknown_job}", "admin", 404, "p.error[role=alert]"),
     Page("unsubscribe", "{unsubscribe}", None, 200, "form button[type=submit]"),
+    Page("tokens", "/tokens", "admin", 200, "#new-token"),
+    Page(
+        "token-refused",
+        "/tokens",
+        "admin",
+        422,
+        "#new-token",
+        clicks=("#new-token button[type=submit]",),  # a coordinator with no site
+    ),
+    Page(
+        "token-created",
+        "/tokens",
+        "admin",
+        200,
+        "#token-created",
+        clicks=(f"#new-token input[name=site][value={CENTRE}]", "#new-token button[type=submit]"),
+    ),
+    Page("sites", "/sites", "admin", 200, "#new-site"),
+    Page("site-groups", f"/sites/{CENTRE}/groups", "admin", 200, "#new-group"),
+    Page("site-groups-coordinator", f"/sites/{CENTRE}/groups", "coordinator", 200, "#groups"),
 )
 
 
@@ -109,7 +132,8 @@ def served(
             sessions = {}
             for role in {page.role for page in PAGES if page.role}:
                 context = chromium.new_context()
-                browser.sign_in(context.new_page(), base, auth.token(role))
+                sites = (CENTRE,) if role == "coordinator" else ()  # a coordinator of one site
+                browser.sign_in(context.new_page(), base, auth.token(role, *sites))
                 sessions[role] = context.storage_state()
                 context.close()
             yield Served(base, chromium, sessions, paths)
@@ -194,6 +218,13 @@ def test_no_serious_accessibility_violations(served: Served, page: Page, languag
         context.add_cookies([{"name": "lang", "value": language, "url": served.base}])
         tab = context.new_page()
         response = tab.goto(served.base + page.path.format(**served.paths))
+        for number, selector in enumerate(page.clicks, start=1):
+            if number < len(page.clicks):
+                tab.click(selector)
+                continue
+            with tab.expect_navigation() as sent:
+                tab.click(selector)
+            response = sent.value
         assert response.status == page.status, (page, response.url)
         assert tab.locator(page.shows).count() > 0, f"{page.name}: not the page meant"
         # Screen readers pick their voice by it.
