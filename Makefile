@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-embedded test-services lint format bench soak clean
+.PHONY: install run test test-embedded test-services lint format bench soak clean translations
 
 install: $(VENV)/.installed
 
@@ -56,6 +56,18 @@ bench: install
 # The bounded soak (docs/reliability.md): SOAK_ARGS="--duration 600 --machines 2".
 soak: install
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
+
+# The catalogs (docs/translations.md): extract every marked string (babel.cfg), update
+# the hy and ru catalogs, merge other areas' translations from translations/incoming/,
+# and compile the .mo files (checked in: nothing is compiled at install).
+TRANSLATIONS := service/translations
+translations: install
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output \
+		--project needs-tracker --version 0.1.0 --copyright-holder "needs-tracker contributors" \
+		-o $(TRANSLATIONS)/messages.pot .
+	$(BIN)/pybabel update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) --no-fuzzy-matching
+	$(BIN)/python $(TRANSLATIONS)/merge_incoming.py
+	$(BIN)/pybabel compile -d $(TRANSLATIONS) --statistics
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -75,6 +75,37 @@ def _limit(env: dict[str, str], name: str, default: str) -> str:
     return raw
 
 
+def _allowed_hosts(raw: str) -> tuple[str, ...]:
+    """WEBHOOK_ALLOWED_HOSTS: host names (lower case) and networks ("10.0.0.0/8"; an
+    address is a network of one), checked here so a typo fails at start-up."""
+    import ipaddress
+
+    entries = []
+    for item in (part.strip().lower().strip("[]") for part in raw.split(",")):
+        if not item:
+            continue
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            if not re.fullmatch(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*", item):
+                raise ValueError(
+                    f"WEBHOOK_ALLOWED_HOSTS: not a host name, address or network: {item!r}"
+                ) from None
+        entries.append(item)
+    return tuple(entries)
+
+
+def _schedule(env: dict[str, str], name: str, default: str) -> tuple[int, ...]:
+    raw = env.get(name) or default
+    try:
+        delays = tuple(int(part) for part in raw.split(","))
+    except ValueError:
+        raise ValueError(f"{name} must be seconds separated by commas, got {raw!r}") from None
+    if not delays or any(delay < 0 for delay in delays):
+        raise ValueError(f"{name} must list at least one delay of 0 seconds or more")
+    return delays
+
+
 def _limits_storage(broker_url: str) -> str:
     return broker_url if broker_url.startswith(("redis://", "rediss://")) else "memory://"
 
@@ -251,6 +282,21 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         # many times in a row is suspended until an admin resumes it: one refusal can be
         # a server's mistake, three in a row is an address that is gone.
         "SUBSCRIPTION_SUSPEND_AFTER": _int(env, "SUBSCRIPTION_SUSPEND_AFTER", 3),
+        # Webhooks (docs/webhooks.md). Hosts or networks ("127.0.0.1,10.0.0.0/8") that
+        # endpoints may reach over plain http or at a private address; every other
+        # endpoint must be https to a public address.
+        "WEBHOOK_ALLOWED_HOSTS": _allowed_hosts(env.get("WEBHOOK_ALLOWED_HOSTS") or ""),
+        # Seconds the receiver may take to answer (connecting: at most 5).
+        "WEBHOOK_TIMEOUT_SECONDS": _float(env, "WEBHOOK_TIMEOUT_SECONDS", 10.0),
+        # After a rotation, the old secret still signs (beside the new) this long.
+        "WEBHOOK_SECRET_GRACE_HOURS": _float(env, "WEBHOOK_SECRET_GRACE_HOURS", 24.0),
+        # Deliveries failed for good in a row that disable an endpoint.
+        "WEBHOOK_DISABLE_AFTER": _int(env, "WEBHOOK_DISABLE_AFTER", 5),
+        # Seconds between a failed attempt and the next: 5 s, 1 min, 5 min, 30 min, 2 h,
+        # 6 h, 12 h (eight attempts over about 21 hours), then the delivery has failed.
+        "WEBHOOK_RETRY_SCHEDULE": _schedule(
+            env, "WEBHOOK_RETRY_SCHEDULE", "5,60,300,1800,7200,21600,43200"
+        ),
         # SPHERE_WATER_LITRES_PER_PERSON_PER_DAY=20 etc. adapt a standard to the context.
         "SPHERE": {
             name: _float(env, f"SPHERE_{name.upper()}", default)
@@ -307,6 +353,7 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "SMTP_TIMEOUT_SECONDS",
         "DELIVERY_RETRY_SECONDS",
         "SUBSCRIPTION_SUSPEND_AFTER",
+        "WEBHOOK_DISABLE_AFTER",
     ):
         if config[name] < 1:
             raise ValueError(f"{name} must be at least 1, got {config[name]}")

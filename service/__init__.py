@@ -103,8 +103,10 @@ CSRF_EXEMPT_BLUEPRINTS = ("health", "unsubscribe")
 
 def register_dashboard(app: Flask) -> None:
     from service.dashboard import blp as dashboard
+    from service.field import blp as field
 
     app.register_blueprint(dashboard)
+    app.register_blueprint(field)  # the coordinators' app at /field/
     csrf.init_app(app)
     for name, blueprint in app.blueprints.items():
         if (blueprint.url_prefix or "").startswith("/api/v1") or name in CSRF_EXEMPT_BLUEPRINTS:

@@ -29,6 +29,7 @@ TICK = "summaries.tick"
 DISPATCH_SUBSCRIPTIONS = "subscriptions.dispatch"
 SEND_DELIVERY = "deliveries.send"
 RUN_IMPORT = "imports.run"
+SEND_WEBHOOK = "webhooks.send"
 
 
 def scheduled_queue(config: Mapping[str, Any]) -> str:
@@ -56,6 +57,11 @@ def run_import(job_id: uuid.UUID) -> bool:
 def send_deliveries(delivery_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
     """Hand out each delivery; returns those the broker did not take."""
     return [delivery_id for delivery_id in delivery_ids if not send_delivery(delivery_id)]
+
+
+def send_webhooks(delivery_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
+    """Hand out each webhook delivery (the schedule's queue); returns those not taken."""
+    return [d for d in delivery_ids if not _send(SEND_WEBHOOK, d, on_demand=False)]
 
 
 def _send(task: str, work_id: uuid.UUID, *, on_demand: bool) -> bool:

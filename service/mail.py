@@ -27,7 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from flask import current_app, render_template
+from flask_babel import force_locale, ngettext
+from flask_babel import gettext as _
 
+from service import i18n
 from service.domain import suppression, visibility
 from service.domain.callers import RECIPIENT
 from service.domain.deliveries import Letter, NotSent, Sent
@@ -63,35 +66,57 @@ class Outgoing:
 # ---------------------------------------------------------------------------
 
 
+# Everything below writes in the language being rendered (the subscription's, forced by
+# `compose`): words by gettext, numbers and month names by Babel.
+
+
 def _when(moment: datetime) -> str:
-    """'27 Sep 2023, 14:00' (no locale, no leading zero on the day)."""
-    return f"{moment.day} {moment:%b %Y, %H:%M}"
+    """'27 Sep 2023, 14:00', '27 сент. 2023, 14:00' (in the moment's own time zone)."""
+    return i18n.moment(moment, "d MMM y, HH:mm")
 
 
 def _number(number: int | float | str) -> str:
     # A suppressed figure comes as its mark ("< 5", "suppressed").
-    return number if isinstance(number, str) else f"{number:,}"
+    return i18n.number(number)
+
+
+def _count(number: int | str) -> int:
+    """The number a plural form is chosen by; a suppressed figure ("< 5") reads as many."""
+    return number if isinstance(number, int) else 10
 
 
 def _signed(number: int | str) -> str:
     if isinstance(number, str):
-        return number
-    return f"{number:+,}" if number else "no change"
+        return i18n.number(number)
+    return i18n.signed(number) if number else _("no change")
 
 
 def _kcal(kcal: float) -> str:
-    return f"{kcal / 1e6:,.1f} million kcal" if kcal >= 1e6 else f"{kcal:,.0f} kcal"
+    if kcal >= 1e6:
+        return _("%(number)s million kcal", number=i18n.number(kcal / 1e6, decimals=1))
+    return _("%(number)s kcal", number=i18n.number(round(kcal)))
 
 
 def _needs_line(needs: dict[str, Any]) -> str:
     if needs["water_litres_per_day"] is None:
-        return "suppressed (a small site)"
+        return _("suppressed (a small site)")
     latrines = needs["latrines"]
-    return (
-        f"water {needs['water_litres_per_day']:,.0f} L, "
-        f"food {_kcal(needs['food_kcal_per_day'])}, "
-        f"covered space {needs['covered_space_m2']:,.0f} m², "
-        f"{'suppressed' if latrines is None else format(latrines, ',')} latrines"
+    return _(
+        "water %(litres)s L, food %(food)s, covered space %(space)s m², %(latrines)s latrines",
+        litres=i18n.number(round(needs["water_litres_per_day"])),
+        food=_kcal(needs["food_kcal_per_day"]),
+        space=i18n.number(round(needs["covered_space_m2"])),
+        latrines=_("suppressed") if latrines is None else i18n.number(latrines),
+    )
+
+
+def _top_need(need: dict[str, Any]) -> str:
+    return ngettext(
+        "%(sector)s (severity %(severity)s, %(num)s group)",
+        "%(sector)s (severity %(severity)s, %(num)s groups)",
+        need["groups"],
+        sector=i18n.sector(need["sector"]),
+        severity=need["highest_severity"],
     )
 
 
@@ -125,13 +150,9 @@ def report_context(
                     "groups": site["departures"]["groups"],
                     "people": _figure(site, "departures.people", threshold),
                 },
-                "top_needs": [
-                    f"{need['sector']} (severity {need['highest_severity']}, "
-                    f"{need['groups']} group{'s' if need['groups'] != 1 else ''})"
-                    for need in site["reported_needs"][:TOP_NEEDS]
-                ],
+                "top_needs": [_top_need(need) for need in site["reported_needs"][:TOP_NEEDS]],
                 "sphere": _needs_line(site["needs"]),
-                "flags": [flag["message"] for flag in site["flags"]],
+                "flags": [i18n.flag_message(flag["message"]) for flag in site["flags"]],
             }
         )
     totals = view["totals"]
@@ -162,9 +183,13 @@ def report_context(
 
 def subject(context: dict[str, Any]) -> str:
     people = context["totals"]["people"]
-    return (
-        f"Situation {context['as_of']} {context['zone_abbreviation']}: "
-        f"{_number(people)} {'person' if people == 1 else 'people'} waiting"
+    return ngettext(
+        "Situation %(moment)s %(zone)s: %(people)s person waiting",
+        "Situation %(moment)s %(zone)s: %(people)s people waiting",
+        _count(people),
+        moment=context["as_of"],
+        zone=context["zone_abbreviation"],
+        people=_number(people),
     )
 
 
@@ -190,22 +215,31 @@ def send(letter: Letter) -> Sent | NotSent:
 
 
 def compose(letter: Letter) -> Outgoing:
-    """The situation report email for one delivery."""
-    delivery_id = str(letter.delivery_id)
-    email, site_ids, document = letter.email, letter.site_ids, letter.document
-    summary_id, unsubscribe_url = letter.summary_id, letter.unsubscribe_url
+    """The situation report email for one delivery, in its subscription's language."""
     config = current_app.config
-    base = config["PUBLIC_BASE_URL"]
     # Email recipients are readers: small cells suppressed, in the text and the CSV, and
     # no single group's id or figures.
     threshold = config["SMALL_CELL_THRESHOLD"]
     seen = visibility.summary_seen(
-        suppression.for_readers(document, threshold), RECIPIENT.group_view
+        suppression.for_readers(letter.document, threshold), RECIPIENT.group_view
     )
+    with force_locale(letter.language):
+        return _compose(letter, seen, threshold)
+
+
+def _compose(letter: Letter, seen: dict[str, Any], threshold: int) -> Outgoing:
+    """The message, written in the language `compose` forced."""
+    delivery_id = str(letter.delivery_id)
+    email, site_ids = letter.email, letter.site_ids
+    summary_id, unsubscribe_url = letter.summary_id, letter.unsubscribe_url
+    config = current_app.config
+    base = config["PUBLIC_BASE_URL"]
     context = report_context(
         suppression.restricted(seen, site_ids or None), not site_ids, letter.zone, threshold
     )
     context.update(
+        language=i18n.current_language(),
+        count=_count,
         summary_url=f"{base}/api/v1/summaries/{summary_id}",
         csv_url=f"{base}/api/v1/summaries/{summary_id}?format=csv",
         unsubscribe_url=unsubscribe_url,

@@ -66,6 +66,9 @@ EVERY_TOKEN = api(OK, OK, OK, OK)
 ADMIN_ONLY = api(OK, 403, 403, 403)
 ADMIN_ONLY_PAGE = page(OK, 403, 403, 403)
 SITE_HOLDERS = api(OK, OK, 403, 403)  # writes for a site: its coordinators and admins
+# Webhooks: admins all, readers their own (the walk's is the admin's: 404 to a reader).
+WEBHOOK_OWNERS = api(OK, 403, 403, OK)
+ANOTHERS_WEBHOOK = api(OK, 403, 403, 404)
 
 
 Send = Callable[["World", str], tuple[str, dict[str, Any]]]
@@ -136,6 +139,15 @@ def delete_subscription(world: World, site: str) -> tuple[str, dict[str, Any]]:
     return f"/api/v1/subscriptions/{world.subscription(site)}", {}
 
 
+def new_webhook(world: World, site: str) -> dict[str, Any]:
+    # Port 9 (discard) on loopback, listed in WEBHOOK_ALLOWED_HOSTS below: nothing is sent.
+    return {"url": "http://127.0.0.1:9/walk", "site_ids": [site]}
+
+
+def delete_webhook(world: World, site: str) -> tuple[str, dict[str, Any]]:
+    return f"/api/v1/webhooks/{world.webhook(site)}", {}
+
+
 def dashboard_upload(world: World, site: str) -> tuple[str, dict[str, Any]]:
     upload = {"file": (io.BytesIO(csv_of(world, site)), "walk.csv")}
     return "/import", {"data": upload, "content_type": "multipart/form-data"}
@@ -202,6 +214,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/api/v1/imports/<uuid:job_id>"): Route(
         ADMIN_ONLY, with_ids("/api/v1/imports/{job}"), per_site=True
     ),
+    # the caller itself (the field app asks who its token is)
+    ("GET", "/api/v1/me"): Route(EVERY_TOKEN, at("/api/v1/me")),
     # summaries: read by every token; asked for by coordinators and admins
     ("GET", "/api/v1/summaries"): Route(EVERY_TOKEN, at("/api/v1/summaries")),
     ("POST", "/api/v1/summaries"): Route(
@@ -243,6 +257,23 @@ ROUTES: dict[tuple[str, str], Route] = {
         with_ids("/api/v1/subscriptions/{subscription}/deliveries/{delivery}"),
         per_site=True,
     ),
+    # webhooks: admins, and readers for their own
+    ("GET", "/api/v1/webhooks"): Route(WEBHOOK_OWNERS, at("/api/v1/webhooks")),
+    ("POST", "/api/v1/webhooks"): Route(
+        WEBHOOK_OWNERS, send_json("/api/v1/webhooks", new_webhook), per_site=True
+    ),
+    ("GET", "/api/v1/webhooks/<uuid:webhook_id>"): Route(
+        ANOTHERS_WEBHOOK, with_ids("/api/v1/webhooks/{webhook}"), per_site=True
+    ),
+    ("DELETE", "/api/v1/webhooks/<uuid:webhook_id>"): Route(
+        ANOTHERS_WEBHOOK, delete_webhook, per_site=True
+    ),
+    ("POST", "/api/v1/webhooks/<uuid:webhook_id>/rotate-secret"): Route(
+        ANOTHERS_WEBHOOK, with_ids("/api/v1/webhooks/{webhook}/rotate-secret"), per_site=True
+    ),
+    ("GET", "/api/v1/webhooks/<uuid:webhook_id>/deliveries"): Route(
+        ANOTHERS_WEBHOOK, with_ids("/api/v1/webhooks/{webhook}/deliveries"), per_site=True
+    ),
     # public: the API's documents, health, the unsubscribe link (its signed token is the key)
     ("GET", "/api/v1/openapi.json"): Route(PUBLIC, at("/api/v1/openapi.json")),
     ("GET", "/api/v1/docs"): Route(PUBLIC, at("/api/v1/docs")),
@@ -254,6 +285,12 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/unsubscribe"): Route(PUBLIC, with_ids("/unsubscribe?token={unsubscribe}")),
     ("POST", "/unsubscribe"): Route(PUBLIC, with_ids("/unsubscribe?token={unsubscribe}")),
     ("GET", "/static/<path:filename>"): Route(PUBLIC, at("/static/dashboard.css")),
+    # the language switcher: sets the `lang` cookie (a display preference) and goes back
+    ("GET", "/language/<code>"): Route(PUBLIC, at("/language/hy?next=/")),
+    # the field app's shell, manifest and service worker: public (its data is the API's)
+    ("GET", "/field/"): Route(PUBLIC, at("/field/")),
+    ("GET", "/field/manifest.webmanifest"): Route(PUBLIC, at("/field/manifest.webmanifest")),
+    ("GET", "/field/sw.js"): Route(PUBLIC, at("/field/sw.js")),
     # the dashboard: signed in with a token; the same rules as the API
     ("GET", "/"): Route(page(OK, OK, OK, OK), at("/")),
     ("POST", "/request-summary"): Route(page(OK, OK, OK, 403), form("/request-summary")),
@@ -332,6 +369,10 @@ class World:
         )
         return created.get_json()["id"]
 
+    def webhook(self, site: str) -> str:
+        created = self.admin_call("POST", "/api/v1/webhooks", json=new_webhook(self, site))
+        return created.get_json()["id"]
+
 
 def revoke(app: Flask, secret: str) -> None:
     with app.app_context():
@@ -391,6 +432,7 @@ def build_world(app: Flask) -> World:
             "subscription": subscription,
             "delivery": delivery["id"],
             "unsubscribe": link,
+            "webhook": world.webhook(site),
         }
     return world
 
@@ -521,7 +563,9 @@ def test_every_route_is_in_the_table(app):
 def test_walk_every_route_with_every_caller_and_every_sites_ids(make_app):
     # Hundreds of refused tokens from one address: the rate limits (tests/test_limits.py)
     # would answer 429 before the rules walked here are reached.
-    app = make_app(TOKEN_CACHE_SECONDS=0, RATELIMIT_ENABLED=False)
+    app = make_app(
+        TOKEN_CACHE_SECONDS=0, RATELIMIT_ENABLED=False, WEBHOOK_ALLOWED_HOSTS=("127.0.0.1",)
+    )
     # HEAD is walked too, and the OpenAPI document (held by tests/test_openapi.py and
     # the checked client elsewhere) does not list it: the plain client here.
     app.test_client_class = FlaskClient

@@ -182,5 +182,26 @@ def test_the_dashboard_tells_the_story_in_a_browser(demo) -> None:
         box = page.locator("svg.chart.line").bounding_box()
         assert box and box["width"] > 600 and box["height"] > 200
         browser.screenshot(page, "dashboard-demo.png")
+        # The map: a circle per site, where it is, the larger crowd the larger circle; the
+        # same summary's figures in the table read to screen readers.
+        dots = page.locator("svg.map g.site-dot")
+        assert dots.count() == len(expected["sites"]) == 2
+        people = {s["site_id"]: s["people"] for s in expected["sites"]}
+        radius = {
+            site: float(
+                page.locator(f'svg.map g[data-map-site="{site}"] circle').get_attribute("r")
+            )
+            for site in people
+        }
+        larger, smaller = sorted(people, key=people.get, reverse=True)
+        assert radius[larger] > radius[smaller]
+        airport = page.locator(f'svg.map g[data-map-site="{AIRPORT}"] circle').bounding_box()
+        centre = page.locator(f'svg.map g[data-map-site="{CENTRE}"] circle').bounding_box()
+        assert airport["y"] + airport["height"] / 2 < centre["y"] + centre["height"] / 2  # north
+        assert page.locator("svg.map path.country").count() >= 2  # Armenia, Azerbaijan
+        rows = page.locator("#map-table tbody tr")
+        assert rows.count() == 2
+        assert f"{people[AIRPORT]:,}" in rows.filter(has_text="airport").inner_text()
+        page.locator("figure.site-map").screenshot(path=str(browser.OUTPUT / "map-demo.png"))
         page.set_viewport_size({"width": 390, "height": 844})
         browser.screenshot(page, "dashboard-demo-phone.png")

@@ -56,6 +56,10 @@ def test_the_package_validates_carries_hdx_metadata_and_hides_small_cells_even_f
     assert report.valid, report.flatten(["resourceName", "rowNumber", "fieldName", "message"])
     # Validation read every row of both files against their schemas.
     assert [task.stats["rows"] for task in report.tasks] == [4, 4]
+    # The zip as downloaded validates too (README: `frictionless validate summary.zip`).
+    (tmp_path / "summary.zip").write_bytes(response.data)
+    zipped = frictionless.validate(str(tmp_path / "summary.zip"))
+    assert zipped.valid and [task.stats["rows"] for task in zipped.tasks] == [4, 4]
 
     hdx = descriptor["hdx"]
     for name in HDX_FIELDS:

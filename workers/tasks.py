@@ -11,8 +11,8 @@ from datetime import datetime
 from celery import Task, shared_task
 from celery.utils.time import get_exponential_backoff_interval
 
-from service import handoff, importing, mail
-from service.domain import deliveries, subscriptions, summaries
+from service import handoff, importing, mail, webhook_sender
+from service.domain import deliveries, subscriptions, summaries, webhooks
 from service.domain.availability import database_away
 from service.domain.imports import jobs
 from service.extensions import db
@@ -56,7 +56,6 @@ def build_summary(self: Task, summary_id: str) -> bool:
     try:
         built = summaries.build(uuid.UUID(summary_id))
         db.session.commit()
-        return built
     except Exception as exc:
         _rollback()
         retry_if_the_database_is_away(self, exc)
@@ -64,7 +63,14 @@ def build_summary(self: Task, summary_id: str) -> bool:
         log.exception("summary build failed", extra={"summary_id": summary_id})
         summaries.mark_failed(uuid.UUID(summary_id), type(exc).__name__)
         db.session.commit()
-        return False
+        built = False
+    # The events the build made (summary.ready or .failed) go now, not at the next tick.
+    try:
+        hand_out_webhooks()
+    except Exception:  # noqa: BLE001 - the tick's sweep hands them out
+        _rollback()
+        log.warning("webhooks left for the sweep", extra={"summary_id": summary_id})
+    return built
 
 
 @shared_task(name=handoff.TICK)
@@ -82,7 +88,46 @@ def tick() -> int:
     # Uploaded imports whose task was lost: running one again stores nothing twice.
     for job_id in jobs.lost():
         handoff.run_import(job_id)
+    hand_out_webhooks()
     return len(due)
+
+
+def hand_out_webhooks() -> None:
+    """Webhook deliveries never handed out (a build just made them) or whose task was
+    lost: a copy handed out twice sends once (the lease)."""
+    due = webhooks.due()
+    db.session.commit()
+    webhooks.not_handed_out(handoff.send_webhooks(due))
+    db.session.commit()
+
+
+# Failed attempts are retried below, on the schedule the delivery itself keeps.
+@shared_task(name=handoff.SEND_WEBHOOK, bind=True)
+def send_webhook(self: Task, delivery_id: str) -> str:
+    try:
+        outcome = attempt_webhook(uuid.UUID(delivery_id))
+    except Exception as exc:
+        retry_if_the_database_is_away(self, exc)
+        raise
+    if outcome.retry_in is not None:
+        raise self.retry(countdown=outcome.retry_in, max_retries=None)
+    return outcome.status
+
+
+def attempt_webhook(delivery_id: uuid.UUID) -> webhooks.Outcome:
+    """One try at a webhook delivery, in two transactions like `attempt_delivery`: the
+    lease and the attempt's count committed before the request leaves, the outcome after."""
+    try:
+        step = webhooks.begin(delivery_id)
+        db.session.commit()
+        if isinstance(step, webhooks.Outcome):
+            return step
+        outcome = webhooks.finish(step, webhook_sender.send(step))
+        db.session.commit()
+        return outcome
+    except BaseException:
+        _rollback()
+        raise
 
 
 @shared_task(name=handoff.DISPATCH_SUBSCRIPTIONS)

@@ -10,14 +10,16 @@ def register_blueprints(api: Api) -> None:
         groups,
         health,
         imports,
+        me,
         reports,
         sites,
         subscriptions,
         summaries,
         unsubscribe,
+        webhooks,
     )
 
-    for module in (sites, groups, reports, imports, summaries, subscriptions):
+    for module in (sites, groups, reports, imports, summaries, subscriptions, webhooks, me):
         api.register_blueprint(module.blp)
     api._app.register_blueprint(health.blp)
     # Outside /api/v1: the link in emails, opened by recipients without a token.

@@ -20,6 +20,7 @@ from service.domain import deliveries
 from service.domain import subscriptions as domain
 from service.errors import Problem
 from service.extensions import db
+from service.i18n import DEFAULT_LANGUAGE, LANGUAGES
 from service.models import Delivery, DeliveryStatus, Role, Subscription
 from service.openapi import CONFLICT
 
@@ -120,6 +121,15 @@ class SubscriptionIn(Schema):
         validate=validate.Length(max=len(domain.ATTACHMENT_FORMATS)),
         metadata={"description": "Exports attached to each email: `csv`, `hxl`. Default: csv."},
     )
+    language = fields.String(
+        load_default=DEFAULT_LANGUAGE,
+        validate=validate.OneOf(LANGUAGES),
+        metadata={
+            "description": "The language the emails are written in: `en` (English), `hy` "
+            "(Armenian) or `ru` (Russian). Default: en.",
+            "enum": list(LANGUAGES),
+        },
+    )
 
 
 class SubscriptionOut(Schema):
@@ -129,6 +139,7 @@ class SubscriptionOut(Schema):
     timezone = fields.String()
     site_ids = fields.List(fields.String())
     formats = fields.List(fields.String())
+    language = fields.String(metadata={"enum": list(LANGUAGES)})
     created_at = fields.AwareDateTime()
     next_run_at = fields.Function(
         lambda s: (

@@ -8,6 +8,7 @@ bearer token is asked for, and any body is accepted: the token in the link decid
 from __future__ import annotations
 
 from flask import Blueprint, Response, render_template, request
+from flask_babel import lazy_gettext as _l
 
 from service.domain import subscriptions as domain
 from service.extensions import db
@@ -16,10 +17,10 @@ from service.models import Subscription
 blp = Blueprint("unsubscribe", __name__)
 
 TITLES = {
-    "confirm": "Unsubscribe from situation reports",
-    "done": "You are unsubscribed",
-    "already": "Already unsubscribed",
-    "invalid": "Link not valid",
+    "confirm": _l("Unsubscribe from situation reports"),
+    "done": _l("You are unsubscribed"),
+    "already": _l("Already unsubscribed"),
+    "invalid": _l("Link not valid"),
 }
 
 
@@ -52,7 +53,7 @@ def _page(state: str, subscription: Subscription | None, status: int) -> Respons
     body = render_template(
         "unsubscribe.html",
         state=state,
-        title=TITLES[state],
+        title=str(TITLES[state]),
         email=subscription.email if subscription else None,
         cron=subscription.cron if subscription else None,
         zone=subscription.timezone if subscription else None,

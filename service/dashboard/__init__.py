@@ -33,14 +33,17 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from flask_wtf.csrf import CSRFError
 from markupsafe import Markup
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from service import handoff
+from service import handoff, i18n
 from service import importing as import_runs
-from service.dashboard import charts
+from service.dashboard import charts, site_map
 from service.domain import history, rules, sessions, subscriptions, suppression, visibility
 from service.domain import imports as importing
 from service.domain import summaries as summaries_domain
@@ -50,7 +53,7 @@ from service.domain.imports import jobs as import_jobs
 from service.domain.tokens import caller_for_secret
 from service.errors import Problem, status_of, status_title
 from service.extensions import csrf, db
-from service.models import Group, ImportStatus, Role, Summary, SummaryStatus
+from service.models import Group, ImportStatus, Role, Site, Summary, SummaryStatus
 from service.sqlite import looking_up
 
 blp = Blueprint("dashboard", __name__)
@@ -58,21 +61,27 @@ blp = Blueprint("dashboard", __name__)
 PUBLIC_ENDPOINTS = {"dashboard.sign_in"}
 # What each flag means, for people who did not write the code.
 FLAG_MEANINGS = {
-    "stale_site": "No head count at this site for a while: its numbers may be out of date.",
-    "stale_group": "A waiting group has not been counted for a while; its last count is used.",
-    "conflicting_counts": "Two counts of the same group within an hour disagree by more than "
-    "20%. Check which is right and send a correction that supersedes the wrong one.",
-    "sudden_jump": "A group's count changed by more than half since its previous count: "
-    "people joined or left, or a count was mistyped.",
-    "over_capacity": "More people than the site's capacity.",
-    "breakdown_missing": "Fewer than half of the people have a sex-and-age breakdown, so the "
-    "breakdown shown is incomplete.",
+    "stale_site": _l("No head count at this site for a while: its numbers may be out of date."),
+    "stale_group": _l("A waiting group has not been counted for a while; its last count is used."),
+    "conflicting_counts": _l(
+        "Two counts of the same group within an hour disagree by more than 20%. Check "
+        "which is right and send a correction that supersedes the wrong one."
+    ),
+    "sudden_jump": _l(
+        "A group's count changed by more than half since its previous count: people "
+        "joined or left, or a count was mistyped."
+    ),
+    "over_capacity": _l("More people than the site's capacity."),
+    "breakdown_missing": _l(
+        "Fewer than half of the people have a sex-and-age breakdown, so the breakdown "
+        "shown is incomplete."
+    ),
 }
 NEED_UNITS = (
-    ("water_litres_per_day", "Water", "L/day"),
-    ("food_kcal_per_day", "Food", "kcal/day"),
-    ("covered_space_m2", "Covered space", "m²"),
-    ("latrines", "Latrines", ""),
+    ("water_litres_per_day", _l("Water"), _l("L/day")),
+    ("food_kcal_per_day", _l("Food"), _l("kcal/day")),
+    ("covered_space_m2", _l("Covered space"), "m²"),
+    ("latrines", _l("Latrines"), ""),
 )
 LINES_PER_SITE = 4  # the chart draws this many sites' own lines (the largest)
 IMPORT_REFRESH_SECONDS = 2  # an import's page reloads this often while it runs
@@ -128,9 +137,23 @@ def html_error(error: HTTPException | DomainError) -> tuple[str, int]:
         status, name, message = status_of(error), None, error.detail
     else:
         status, name, message = error.code or 500, error.name, error.description or ""
-    titles = {400: "The form expired or was not sent whole", 403: "Not for this token"}
+    titles = {
+        400: _("The form expired or was not sent whole"),
+        403: _("Not for this token"),
+        404: _("Not found"),
+        405: _("Not allowed here"),
+        409: _("Not possible now"),
+        413: _("Too large"),
+        422: _("Not accepted"),
+        429: _("Too many requests"),
+        503: _("Not available right now"),
+    }
     if isinstance(error, CSRFError):
-        message = "The form expired. Go back, reload the page and send it again."
+        message = _("The form expired. Go back, reload the page and send it again.")
+    elif i18n.current_language() != i18n.DEFAULT_LANGUAGE and not isinstance(error, Said):
+        # The core's and werkzeug's words are English (the API's): say what to do in the
+        # reader's language instead.
+        message = ERROR_ADVICE.get(status, _("Something went wrong. Go back and try again."))
     return render_template(
         "dashboard/error.html",
         title=titles.get(status, name or status_title(status)),
@@ -138,6 +161,22 @@ def html_error(error: HTTPException | DomainError) -> tuple[str, int]:
         status=status,
         caller=g.get("caller"),
     ), status
+
+
+class Said(Problem):
+    """A page's error whose message is already in the reader's language."""
+
+
+ERROR_ADVICE = {
+    400: _l("The request was not understood. Go back and try again."),
+    403: _l("The token you signed in with may not do this. Ask the coordination lead."),
+    404: _l("There is nothing here. It may have been removed, or the link is wrong."),
+    409: _l("This cannot be done right now. Reload the page to see the current state."),
+    413: _l("What you sent is too large. Send it in smaller parts."),
+    422: _l("What you sent could not be accepted. Go back, correct it and send it again."),
+    429: _l("Too many requests in a short time. Wait a minute, then try again."),
+    503: _l("The service is busy or its database is away. Try again in a minute."),
+}
 
 
 def safe_next(target: str | None) -> str:
@@ -163,7 +202,7 @@ def sign_in() -> Any:
         return render_template(
             "dashboard/sign_in.html",
             next=request.form.get("next"),
-            error="This token is unknown or revoked. Ask the coordination lead for one.",
+            error=_("This token is unknown or revoked. Ask the coordination lead for one."),
         ), 401
     session.clear()
     session["session_id"] = str(sessions.start(caller))
@@ -178,7 +217,7 @@ def sign_out() -> Response:
         sessions.end(session_id)
         db.session.commit()
     session.clear()
-    flash("Signed out.")
+    flash(_("Signed out."))
     return redirect(url_for("dashboard.sign_in"), 303)
 
 
@@ -191,14 +230,14 @@ def _moment(raw: str | None) -> datetime | None:
     try:
         moment = datetime.fromisoformat(raw.strip().replace("Z", "+00:00").replace(" ", "+"))
     except ValueError:
-        raise Problem(400, "Give `at` as an ISO 8601 moment, e.g. 2023-09-25T12:00:00Z.") from None
+        raise Said(400, _("Give `at` as an ISO 8601 moment, e.g. 2023-09-25T12:00:00Z.")) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     try:
         return rules.in_utc(moment)
     except rules.RuleError:
-        raise Problem(
-            400, "`at` is out of range: give an ISO 8601 moment in years 1 to 9999 UTC."
+        raise Said(
+            400, _("`at` is out of range: give an ISO 8601 moment in years 1 to 9999 UTC.")
         ) from None
 
 
@@ -241,7 +280,8 @@ def site_flags(site: dict[str, Any], labels: dict[str, str]) -> list[dict[str, A
             flag["code"],
             {
                 "code": flag["code"],
-                "meaning": FLAG_MEANINGS.get(flag["code"], ""),
+                "name": i18n.flag_name(flag["code"]),
+                "meaning": str(FLAG_MEANINGS.get(flag["code"], "")),
                 "count": 0,
                 "messages": [],
                 "groups": [],
@@ -252,9 +292,9 @@ def site_flags(site: dict[str, Any], labels: dict[str, str]) -> list[dict[str, A
             if flag["group_id"] in labels:
                 entry["groups"].append(labels[flag["group_id"]])
             if len(entry["messages"]) < 3 and flag["code"] != "stale_group":
-                entry["messages"].append(flag["message"])
-        elif flag["message"] not in entry["messages"]:  # a group's flag, told without it
-            entry["messages"].append(flag["message"])
+                entry["messages"].append(i18n.flag_message(flag["message"]))
+        elif (message := i18n.flag_message(flag["message"])) not in entry["messages"]:
+            entry["messages"].append(message)  # a group's flag, told without it
     return list(kinds.values())
 
 
@@ -280,7 +320,7 @@ def history_chart(
         :LINES_PER_SITE
     ]
     series: list[tuple[str, list[int], str, bool]] = [
-        ("All sites", [p.people for p in points], charts.TOTAL_COLOUR, False)
+        (_("All sites"), [p.people for p in points], charts.TOTAL_COLOUR, False)
     ]
     for site in biggest:
         colour = charts.site_colour(order.get(site, len(order)))
@@ -291,12 +331,19 @@ def history_chart(
         [] if readers else history.cumulative(history.departures_timeline(moments[-1]), moments)
     )
     if any(departed):
-        series.append(("Departed (cumulative)", departed, charts.DEPARTED_COLOUR, True))
+        series.append((_("Departed (cumulative)"), departed, charts.DEPARTED_COLOUR, True))
     return charts.line_chart(
         moments,
         series,
         links=[url_for("dashboard.overview", at=iso(m)) for m in moments],
-        titles=[f"{p.as_of:%d %b %Y %H:%M} UTC: {p.people:,} waiting" for p in points],
+        titles=[
+            _(
+                "%(moment)s UTC: %(people)s waiting",
+                moment=i18n.moment(p.as_of, "dd MMM y HH:mm", UTC),
+                people=i18n.number(p.people),
+            )
+            for p in points
+        ],
         current=summary.as_of,
     )
 
@@ -347,11 +394,22 @@ def overview() -> Any:
         sites=[suppression.marked(site, threshold) for site in sites],
         bars=bars,
         line=history_chart(summary, document, caller),
+        map=site_map.site_map(document["sites"], site_coordinates()),
         earlier=neighbour(summary, later=False),
         later=neighbour(summary, later=True),
         need_units=NEED_UNITS,
         **context,
     )
+
+
+def site_coordinates() -> dict[str, tuple[float, float]]:
+    """Where each site is (those with both coordinates), for the map."""
+    rows = db.session.execute(
+        select(Site.id, Site.latitude, Site.longitude).where(
+            Site.latitude.is_not(None), Site.longitude.is_not(None)
+        )
+    )
+    return {site_id: (latitude, longitude) for site_id, latitude, longitude in rows}
 
 
 @blp.post("/request-summary")
@@ -367,8 +425,11 @@ def request_summary() -> Response:
         summaries_domain.not_handed_out(summary.id)
         db.session.commit()
     flash(
-        f"A summary as of {summary.as_of:%d %b %Y %H:%M} UTC was requested; it shows here "
-        "when a worker has built it."
+        _(
+            "A summary as of %(moment)s UTC was requested; it shows here when a worker has "
+            "built it.",
+            moment=i18n.moment(summary.as_of, "dd MMM y HH:mm", UTC),
+        )
     )
     return redirect(url_for("dashboard.overview"), 303)
 
@@ -379,7 +440,12 @@ def resume_subscription(subscription_id: uuid.UUID) -> Response:
     caller: Caller = g.caller
     subscription = subscriptions.resume_subscription(caller, subscription_id)
     db.session.commit()
-    flash(f"Reports to {subscription.email} are sent again from the next scheduled moment.")
+    flash(
+        _(
+            "Reports to %(email)s are sent again from the next scheduled moment.",
+            email=subscription.email,
+        )
+    )
     return redirect(url_for("dashboard.overview"), 303)
 
 
@@ -403,10 +469,13 @@ def import_reports() -> Any:
         upload = request.files.get("file")
         content = upload.read() if upload is not None and upload.filename else None
     except RequestEntityTooLarge:
-        context["error"] = f"The file is larger than {limit:,} bytes; split it into parts."
+        context["error"] = _(
+            "The file is larger than %(limit)s bytes; split it into parts.",
+            limit=i18n.number(limit),
+        )
         return render_template("dashboard/import.html", **context), 413
     if upload is None or content is None:
-        context["error"] = "Choose a CSV file to import."
+        context["error"] = _("Choose a CSV file to import.")
         return render_template("dashboard/import.html", **context), 422
     try:
         job = import_runs.start_upload(caller, content, upload.filename or "upload.csv")
@@ -438,24 +507,20 @@ def import_job(job_id: uuid.UUID) -> Any:
 
 @blp.app_template_filter("num")
 def number(value: Any) -> str:
-    if isinstance(value, str):
-        return value  # a suppressed figure's mark: "< 5"
-    if value is None:
-        return "–"
+    """A figure for the language; a suppressed figure's mark ("< 5") as is."""
     if isinstance(value, float) and not value.is_integer():
-        return f"{value:,.1f}"
-    return f"{value:,.0f}"
+        return i18n.number(value, decimals=1)
+    return i18n.number(value)
 
 
 @blp.app_template_filter("signed")
 def signed(value: int | str | None) -> Markup:
     if isinstance(value, str):
-        return Markup('<span class="change none">{}</span>').format(value)
+        return Markup('<span class="change none">{}</span>').format(i18n.number(value))
     if not value:
         return Markup('<span class="change none">±0</span>')
     kind = "up" if value > 0 else "down"
-    text = f"+{value:,}" if value > 0 else f"−{-value:,}"
-    return Markup('<span class="change {}">{}</span>').format(kind, text)
+    return Markup('<span class="change {}">{}</span>').format(kind, i18n.signed(value, "−"))
 
 
 @blp.app_template_filter("when")
@@ -464,18 +529,21 @@ def when(value: datetime | str | None) -> str:
         return "–"
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    return value.astimezone(UTC).strftime("%d %b %Y, %H:%M UTC")
+    return i18n.moment(value, "dd MMM y, HH:mm 'UTC'", UTC)
 
 
 @blp.app_template_filter("hours")
 def hours(value: float | None) -> str:
     if value is None:
-        return "no count yet"
+        return _("no count yet")
     if value < 1:
-        return f"{max(0, round(value * 60))} min before"
+        minutes = max(0, round(value * 60))
+        return ngettext("%(num)d min before", "%(num)d min before", minutes)
     if value < 48:
-        return f"{value:.0f} h before"
-    return f"{value / 24:.0f} days before"
+        whole = round(value)
+        return ngettext("%(num)d h before", "%(num)d h before", whole)
+    days = round(value / 24)
+    return ngettext("%(num)d day before", "%(num)d days before", days)
 
 
 # --- admin pages (tokens, groups of a site, sites): their routes on this blueprint --------

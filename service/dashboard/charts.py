@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from service import i18n
+
 # Okabe-Ito: told apart by people with colour-blindness too.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00")
 TOTAL_COLOUR = "#1f2933"
@@ -31,7 +33,7 @@ def nice_ticks(maximum: float, count: int = 5) -> list[int]:
 
 
 def thousands(value: float) -> str:
-    return f"{value:,.0f}"
+    return i18n.number(round(value))
 
 
 def site_colour(index: int) -> str:
@@ -154,12 +156,12 @@ class TimeAxis:
                 day += timedelta(days=1)
             first = True
             while day <= end:
-                label = f"{day.day} {day:%b}" + (f" {day.year}" if first else "")
+                label = i18n.moment(day, "d MMM y" if first else "d MMM", UTC)
                 found.append((self.x(day), label))
                 first = False
                 day += timedelta(days=step)
             if first:  # no midnight inside the stretch: label its start
-                found.append((self.x(start), f"{start.day} {start:%b} {start.year}"))
+                found.append((self.x(start), i18n.moment(start, "d MMM y", UTC)))
         return found
 
 

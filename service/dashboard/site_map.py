@@ -19,9 +19,11 @@ from typing import Any
 
 OUTLINES = Path(__file__).with_name("geodata") / "outlines.json"
 WIDTH = 640
-MIN_SPAN_DEGREES = 1.2  # the map shows at least this much, so borders give context
+MIN_SPAN_DEGREES = 1.6  # the map shows at least this much, so borders give context
 MARGIN_DEGREES = 0.25
 SMALLEST, LARGEST = 6.0, 28.0  # circle radii (px)
+CHARACTER = 7.8  # about how wide a character of a name is drawn (px)
+GRID = 24  # candidate places for a country's name, this many across
 
 # The most serious flag first; its colour is the circle's (Okabe-Ito, as the charts).
 FLAG_COLOURS = (
@@ -45,6 +47,8 @@ class Dot:
     colour: str
     people: int | None  # None: not shown to this caller
     flags: list[str]
+    label_x: float = 0.0
+    anchor: str = "start"  # the name's side: right of the circle, or left near the edge
 
 
 @dataclass
@@ -91,44 +95,85 @@ def site_map(sites: list[dict[str, Any]], where: dict[str, tuple[float, float]])
         x, y = project(*where[site["site_id"]])
         people = site["people"]
         flags = sorted({f["code"] for f in site.get("flags", [])})
-        radius = SMALLEST + (LARGEST - SMALLEST) * math.sqrt((people or 0) / largest)
-        dots.append(
-            Dot(
-                site_id=site["site_id"],
-                name=site["name"],
-                x=x,
-                y=y,
-                r=round(radius if people is not None else SMALLEST, 1),
-                colour=colour_of(flags),
-                people=people,
-                flags=flags,
-            )
+        radius = round(
+            SMALLEST + (LARGEST - SMALLEST) * math.sqrt((people or 0) / largest)
+            if people is not None
+            else SMALLEST,
+            1,
         )
-    countries, labels = [], []
+        dot = Dot(
+            site_id=site["site_id"],
+            name=site["name"],
+            x=x,
+            y=y,
+            r=radius,
+            colour=colour_of(flags),
+            people=people,
+            flags=flags,
+            label_x=round(x + radius + 4, 1),
+        )
+        if dot.label_x + len(dot.name) * CHARACTER > WIDTH:  # no room on the right
+            dot.label_x, dot.anchor = round(x - radius - 4, 1), "end"
+        dots.append(dot)
+    countries = []
     view = (west, south, east, north)
     for name, rings in outlines()["countries"].items():
-        inside = [p for ring in rings for p in ring if _within(p, view)]
-        shown = [ring for ring in rings if _overlaps(ring, view)]
-        if not shown:
-            continue
-        path = " ".join(
-            "M" + " L".join("{},{}".format(*project(lat, lon)) for lon, lat in ring) + " Z"
-            for ring in shown
-        )
-        countries.append((name, path))
-        if len(inside) >= 3:
-            lon = sum(p[0] for p in inside) / len(inside)
-            lat = sum(p[1] for p in inside) / len(inside)
-            labels.append((name, *project(lat, lon)))
+        shown = [
+            [project(lat, lon) for lon, lat in ring] for ring in rings if _overlaps(ring, view)
+        ]
+        if shown:
+            countries.append((name, shown))
     return SiteMap(
         width=WIDTH,
         height=height,
-        countries=countries,
-        labels=labels,
+        countries=[
+            (name, " ".join("M" + " L".join(f"{x},{y}" for x, y in ring) + " Z" for ring in rings))
+            for name, rings in countries
+        ],
+        labels=_country_labels(countries, dots, height),
         dots=dots,
         unplaced=[s["name"] for s in sites if s["site_id"] not in where],
         notice=outlines()["notice"],
     )
+
+
+def _country_labels(
+    countries: list[tuple[str, list[list[tuple[float, float]]]]], dots: list[Dot], height: int
+) -> list[tuple[str, float, float]]:
+    """Each country's name where it is clearest: of a grid of points inside the country
+    and the map, the one farthest from the sites, the other names and the map's edge."""
+    step = WIDTH / GRID
+    grid = [
+        (step * (i + 0.5), step * (j + 0.5))
+        for i in range(GRID)
+        for j in range(max(1, int(height / step)))
+    ]
+    taken = [(d.x, d.y, d.r + 40) for d in dots]
+    labels: list[tuple[str, float, float]] = []
+    for name, rings in countries:
+        room = 0.0
+        best = None
+        for x, y in grid:
+            if not any(_inside((x, y), ring) for ring in rings):
+                continue
+            edge = min(x, WIDTH - x, y, height - y) * 2
+            clear = min([edge] + [math.hypot(x - cx, y - cy) - reach for cx, cy, reach in taken])
+            if clear > room:
+                room, best = clear, (x, y)
+        if best is not None and room > 30:
+            labels.append((name, round(best[0], 1), round(best[1], 1)))
+            taken.append((best[0], best[1], 90))
+    return labels
+
+
+def _inside(point: tuple[float, float], ring: list[tuple[float, float]]) -> bool:
+    """Even-odd rule."""
+    x, y = point
+    inside = False
+    for (x1, y1), (x2, y2) in zip(ring, ring[1:] + ring[:1], strict=True):
+        if (y1 > y) != (y2 > y) and x < x1 + (y - y1) * (x2 - x1) / (y2 - y1):
+            inside = not inside
+    return inside
 
 
 def _span(low: float, high: float, least: float) -> tuple[float, float]:
@@ -137,11 +182,6 @@ def _span(low: float, high: float, least: float) -> tuple[float, float]:
         centre = (low + high) / 2
         low, high = centre - least / 2, centre + least / 2
     return low, high
-
-
-def _within(point: list[float], view: tuple[float, float, float, float]) -> bool:
-    west, south, east, north = view
-    return west <= point[0] <= east and south <= point[1] <= north
 
 
 def _overlaps(ring: list[list[float]], view: tuple[float, float, float, float]) -> bool:

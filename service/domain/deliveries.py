@@ -74,6 +74,8 @@ class Letter:
     summary_as_of: datetime
     document: dict[str, Any]
     unsubscribe_url: str
+    # The subscription's language: the email is written in it ("en", "hy", "ru").
+    language: str = "en"
 
 
 @dataclass(frozen=True)
@@ -211,6 +213,7 @@ def begin(delivery_id: uuid.UUID, now: datetime | None = None) -> Letter | Outco
         summary_as_of=summary.as_of,
         document=summary.document or {},
         unsubscribe_url=unsubscribe_url(subscription.id),
+        language=subscription.language,
     )
 
 

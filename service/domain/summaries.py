@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from service.domain import aggregation, hot, rules, suppression
+from service.domain import aggregation, hot, rules, suppression, webhooks
 from service.domain.canonical import digest
 from service.domain.errors import FieldError, Invalid
 from service.domain.headcounts import latest_observation
@@ -255,6 +255,7 @@ def build(summary_id: uuid.UUID) -> bool:
     summary.generated_at = datetime.fromisoformat(document["generated_at"])
     summary.status = SummaryStatus.ready
     db.session.flush()
+    webhooks.summary_ready(summary)
     log.info("summary built", extra={"summary_id": str(summary_id)})
     return True
 
@@ -304,11 +305,13 @@ def latest_ready(at: datetime | None = None) -> Summary | None:
 
 
 def mark_failed(summary_id: uuid.UUID, reason: str) -> None:
-    db.session.execute(
+    failed = db.session.execute(
         update(Summary)
         .where(Summary.id == summary_id, Summary.status == SummaryStatus.pending)
         .values(status=SummaryStatus.failed, error=reason[:2000])
     )
+    if failed.rowcount:
+        webhooks.summary_failed(summary_id)
 
 
 def sphere_needs(people: int) -> dict[str, float | int]:

@@ -13,6 +13,12 @@ from service.models.subscriptions import (
 )
 from service.models.summaries import Summary, SummaryStatus
 from service.models.tokens import ApiToken, DashboardSession, Role, token_sites
+from service.models.webhooks import (
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookDeliveryStatus,
+    WebhookEndpoint,
+)
 
 __all__ = [
     "NEEDS_SECTORS",
@@ -37,6 +43,10 @@ __all__ = [
     "Subscription",
     "Summary",
     "SummaryStatus",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookDeliveryStatus",
+    "WebhookEndpoint",
     "subscription_sites",
     "token_sites",
 ]

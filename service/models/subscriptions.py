@@ -4,7 +4,18 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import JSON, Column, Enum, ForeignKey, Index, String, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Column,
+    Enum,
+    ForeignKey,
+    Index,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -32,7 +43,10 @@ class Subscription(db.Model):
     """
 
     __tablename__ = "subscriptions"
-    __table_args__ = (Index("ix_subscriptions_deleted_at", "deleted_at"),)
+    __table_args__ = (
+        Index("ix_subscriptions_deleted_at", "deleted_at"),
+        CheckConstraint("language IN ('en', 'hy', 'ru')", name="language_known"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     email: Mapped[str] = mapped_column(String(254))
@@ -40,6 +54,8 @@ class Subscription(db.Model):
     timezone: Mapped[str] = mapped_column(String(64))
     # The exports attached to each email: "csv", "hxl".
     formats: Mapped[list[str]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
+    # The language its emails are written in (service/i18n.py LANGUAGES).
+    language: Mapped[str] = mapped_column(String(8), default="en", server_default="en")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id"))
     deleted_at: Mapped[datetime | None]
