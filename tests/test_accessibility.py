@@ -2,9 +2,9 @@
 
 No serious or critical WCAG 2.1 A/AA violation (tests/a11y.py) on each page of the table
 below, at a 360 px phone's width and at a desktop's, in each language. One server and one
-browser serve the whole module; each case opens its page in a fresh browser context
-(signed in as the page's role, with the language cookie the switcher sets) and checks it
-at each width.
+browser serve the whole module; each case opens its page in a tab of a browser context
+kept per role and language (signed in as the page's role, with the language cookie the
+switcher sets), and checks it at each width.
 
 To check another page, add a row to PAGES; another language, to LANGUAGES; another width,
 to WIDTHS.
@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -40,7 +40,7 @@ from tests.helpers import (
 )
 from tests.openapi_check import CheckedClient
 
-LANGUAGES = ("en",)
+LANGUAGES = ("en", "hy", "ru")
 WIDTHS = {"phone": {"width": 360, "height": 740}, "desktop": {"width": 1280, "height": 900}}
 
 
@@ -104,6 +104,21 @@ class Served:
     chromium: Any
     sessions: dict[str, Any]  # role: the signed-in browser's storage state
     paths: dict[str, str]
+    contexts: dict[tuple[str | None, str], Any] = field(default_factory=dict)
+
+    def context(self, role: str | None, language: str) -> Any:
+        """One browser context per role and language (signed in, with the language
+        cookie the switcher sets), kept for the module: each page opens a tab in it."""
+        if (role, language) not in self.contexts:
+            context = new_context(
+                self.chromium,
+                viewport=next(iter(WIDTHS.values())),
+                locale=language,
+                storage_state=self.sessions.get(role),
+            )
+            context.add_cookies([{"name": "lang", "value": language, "url": self.base}])
+            self.contexts[role, language] = context
+        return self.contexts[role, language]
 
 
 @pytest.fixture(scope="module")
@@ -207,16 +222,8 @@ CASES = [
 def test_no_serious_accessibility_violations(served: Served, page: Page, language: str):
     """The page is loaded (and axe injected) once, then checked at each width in turn:
     the viewport is resized, and the layout with it."""
-    widths = list(WIDTHS.items())
-    context = new_context(
-        served.chromium,
-        viewport=widths[0][1],
-        locale=language,
-        storage_state=served.sessions.get(page.role),
-    )
+    tab = served.context(page.role, language).new_page()
     try:
-        context.add_cookies([{"name": "lang", "value": language, "url": served.base}])
-        tab = context.new_page()
         response = tab.goto(served.base + page.path.format(**served.paths))
         for number, selector in enumerate(page.clicks, start=1):
             if number < len(page.clicks):
@@ -229,7 +236,7 @@ def test_no_serious_accessibility_violations(served: Served, page: Page, languag
         assert tab.locator(page.shows).count() > 0, f"{page.name}: not the page meant"
         # Screen readers pick their voice by it.
         assert tab.evaluate("document.documentElement.lang") == language
-        for width, size in widths:
+        for width, size in WIDTHS.items():
             tab.set_viewport_size(size)
             try:
                 results = assert_accessible(tab, allowed=page.allowed)
@@ -238,4 +245,4 @@ def test_no_serious_accessibility_violations(served: Served, page: Page, languag
             found = {violation["id"] for violation in results["violations"]}
             assert page.allowed <= found, f"no longer found, remove the allowance: {page.allowed}"
     finally:
-        context.close()
+        tab.close()
