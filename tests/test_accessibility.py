@@ -26,6 +26,7 @@ from service.domain import subscriptions
 from service.domain.callers import OPERATOR
 from service.domain.sites import seed_sites
 from service.extensions import db
+from service.signin_link import FIELD_PATH
 from tests import browser
 from tests.a11y import assert_accessible, new_context
 from tests.conftest import Auth, _empty_tables, _settings
@@ -55,14 +56,20 @@ RELOADS = frozenset({"meta-refresh"})
 @dataclass(frozen=True)
 class Page:
     name: str
-    path: str  # may name the module's data: {unsubscribe}, {unknown_job}, ...
+    path: str  # may name the module's data: {unsubscribe}, {field_link}, ...
     role: str | None  # signed in with a token of this role; None: not signed in
     status: int
     shows: str  # a selector only this page has: the check ran on the page it means to
     allowed: frozenset[str] = frozenset()  # axe rules known to fail here (see above)
-    # Selectors clicked in turn after the page is loaded; the last one sends a form, and
+    # Waited for once the page is loaded, before anything is clicked.
+    ready: str | None = None
+    # Selectors clicked in turn after that; with `sends`, the last one sends a form, and
     # the page checked (and its status) is the answer.
     clicks: tuple[str, ...] = ()
+    sends: bool = False
+    # The browser context: one per role, language and device (the field app keeps its
+    # token and its outbox on the device).
+    device: str = "browser"
 
 
 PAGES = (
@@ -83,6 +90,7 @@ PAGES = (
         422,
         "#new-token",
         clicks=("#new-token button[type=submit]",),  # a coordinator with no site
+        sends=True,
     ),
     Page(
         "token-created",
@@ -91,10 +99,34 @@ PAGES = (
         200,
         "#token-created",
         clicks=(f"#new-token input[name=site][value={CENTRE}]", "#new-token button[type=submit]"),
+        sends=True,
     ),
     Page("sites", "/sites", "admin", 200, "#new-site"),
     Page("site-groups", f"/sites/{CENTRE}/groups", "admin", 200, "#new-group"),
     Page("site-groups-coordinator", f"/sites/{CENTRE}/groups", "coordinator", 200, "#groups"),
+    # The field app (/field/), on a phone that has never signed in, then on one signed in
+    # by the QR code's link as a coordinator of one site: each of its views.
+    Page("field-sign-in", "/field/", None, 200, "body[data-view=signin]", device="new phone"),
+    *(
+        Page(
+            f"field-{view}",
+            "{field_link}",
+            None,
+            200,
+            f"body[data-view={view}]",
+            ready="#group-list li.card",  # signed in, the groups read back
+            clicks=clicks,
+            device="phone",
+        )
+        for view, clicks in (
+            ("groups", ()),
+            ("count", ("#group-list li.card button.count-group",)),
+            ("group", ("#new-group",)),
+            ("detail", ("#group-list li.card button.open-group",)),
+            ("outbox", ("#tabs button[data-view=outbox]",)),
+            ("more", ("#tabs button[data-view=more]",)),
+        )
+    ),
 )
 
 
@@ -104,12 +136,12 @@ class Served:
     chromium: Any
     sessions: dict[str, Any]  # role: the signed-in browser's storage state
     paths: dict[str, str]
-    contexts: dict[tuple[str | None, str], Any] = field(default_factory=dict)
+    contexts: dict[tuple[str | None, str, str], Any] = field(default_factory=dict)
 
-    def context(self, role: str | None, language: str) -> Any:
-        """One browser context per role and language (signed in, with the language
-        cookie the switcher sets), kept for the module: each page opens a tab in it."""
-        if (role, language) not in self.contexts:
+    def context(self, role: str | None, language: str, device: str) -> Any:
+        """One browser context per role, language and device (signed in, with the
+        language cookie the switcher sets), kept for the module: each page opens a tab."""
+        if (role, language, device) not in self.contexts:
             context = new_context(
                 self.chromium,
                 viewport=next(iter(WIDTHS.values())),
@@ -117,8 +149,8 @@ class Served:
                 storage_state=self.sessions.get(role),
             )
             context.add_cookies([{"name": "lang", "value": language, "url": self.base}])
-            self.contexts[role, language] = context
-        return self.contexts[role, language]
+            self.contexts[role, language, device] = context
+        return self.contexts[role, language, device]
 
 
 @pytest.fixture(scope="module")
@@ -138,8 +170,7 @@ def served(
             seed_sites(OPERATOR)
             db.session.commit()
         client, auth = app.test_client(), Auth(app)
-        admin = auth.admin
-        paths = _situation(app, client, admin)
+        paths = _situation(app, client, auth)
         with (
             browser.live_server(database_url, instance, broker_url) as base,
             browser.chromium() as chromium,
@@ -159,7 +190,9 @@ def served(
             db.engine.dispose()
 
 
-def _situation(app: Any, client: Any, admin: dict[str, str]) -> dict[str, str]:
+def _situation(app: Any, client: Any, auth: Auth) -> dict[str, str]:
+    admin = auth.admin
+    field_secret = auth.token("coordinator", CENTRE, name="field phone")
     hangar = create_group(client, admin, AIRPORT, label="Hangar 1 families")
     school = create_group(client, admin, CENTRE, label="School 5 families")
     quiet = create_group(client, admin, CENTRE, label="Quiet courtyard families")
@@ -209,6 +242,8 @@ def _situation(app: Any, client: Any, admin: dict[str, str]) -> dict[str, str]:
         "import_job": job_id,
         "unsubscribe": link.removeprefix(app.config["PUBLIC_BASE_URL"]),
         "unknown_job": str(uuid.uuid4()),
+        # The QR code's sign-in link, for a coordinator of the centre (secret in the fragment).
+        "field_link": f"{FIELD_PATH}#token={quote(field_secret, safe='')}",
     }
 
 
@@ -222,18 +257,20 @@ CASES = [
 def test_no_serious_accessibility_violations(served: Served, page: Page, language: str):
     """The page is loaded (and axe injected) once, then checked at each width in turn:
     the viewport is resized, and the layout with it."""
-    tab = served.context(page.role, language).new_page()
+    tab = served.context(page.role, language, page.device).new_page()
     try:
         response = tab.goto(served.base + page.path.format(**served.paths))
+        if page.ready:
+            tab.wait_for_selector(page.ready)
         for number, selector in enumerate(page.clicks, start=1):
-            if number < len(page.clicks):
+            if page.sends and number == len(page.clicks):
+                with tab.expect_navigation() as sent:
+                    tab.click(selector)
+                response = sent.value
+            else:
                 tab.click(selector)
-                continue
-            with tab.expect_navigation() as sent:
-                tab.click(selector)
-            response = sent.value
         assert response.status == page.status, (page, response.url)
-        assert tab.locator(page.shows).count() > 0, f"{page.name}: not the page meant"
+        tab.wait_for_selector(page.shows, state="attached")  # the page (or view) meant
         # Screen readers pick their voice by it.
         assert tab.evaluate("document.documentElement.lang") == language
         for width, size in WIDTHS.items():
