@@ -369,7 +369,9 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     config.update(overrides)  # DATABASE_URL from overrides is already in the URI above
     # Two deployments sharing one Redis keep their counters apart, as their queues.
     config.setdefault(
-        "RATELIMIT_KEY_PREFIX", f"{config['CELERY_KEY_PREFIX']}{config['CELERY_QUEUE']}:limits"
+        "RATELIMIT_KEY_PREFIX",
+        env.get("RATELIMIT_KEY_PREFIX")
+        or f"{config['CELERY_KEY_PREFIX']}{config['CELERY_QUEUE']}:limits",
     )
     config["SECRET_KEY"] = _secret_key(config["SECRET_KEY"] or "")
     return config
