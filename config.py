@@ -314,6 +314,12 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         "DASHBOARD_REFRESH_SECONDS": _int(env, "DASHBOARD_REFRESH_SECONDS", 60),
         "LOG_LEVEL": env.get("LOG_LEVEL") or "INFO",
         "PORT": _int(env, "PORT", 8000),
+        # How many reverse proxies (TLS terminators) stand in front of the app, each adding
+        # its X-Forwarded-For and X-Forwarded-Proto: the app then takes the client's address
+        # (rate limits per address) and https from them. 0 (the default): the headers are
+        # ignored, as anyone can send them. Set it to 1 behind exactly one proxy (the
+        # compose file's Caddy), never more than stand there (docs/tls.md).
+        "TRUSTED_PROXIES": _int(env, "TRUSTED_PROXIES", 0),
         # Rate limits (service/limits.py), in Flask-Limiter's notation: "N per second,
         # minute, hour or day", several joined by ";". Over one: 429 with Retry-After.
         "RATELIMIT_ENABLED": _bool(env.get("RATELIMIT_ENABLED"), default=True),
@@ -351,6 +357,8 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     ):
         if config[name] < 1:
             raise ValueError(f"{name} must be at least 1, got {config[name]}")
+    if config["TRUSTED_PROXIES"] < 0:
+        raise ValueError(f"TRUSTED_PROXIES must be 0 or more, got {config['TRUSTED_PROXIES']}")
     if config["SMALL_CELL_THRESHOLD"] < 1 or config["SMALL_CELL_THRESHOLD"] == 2:
         raise ValueError(
             "SMALL_CELL_THRESHOLD must be 1 (no suppression) or at least 3, got "
@@ -361,7 +369,9 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     config.update(overrides)  # DATABASE_URL from overrides is already in the URI above
     # Two deployments sharing one Redis keep their counters apart, as their queues.
     config.setdefault(
-        "RATELIMIT_KEY_PREFIX", f"{config['CELERY_KEY_PREFIX']}{config['CELERY_QUEUE']}:limits"
+        "RATELIMIT_KEY_PREFIX",
+        env.get("RATELIMIT_KEY_PREFIX")
+        or f"{config['CELERY_KEY_PREFIX']}{config['CELERY_QUEUE']}:limits",
     )
     config["SECRET_KEY"] = _secret_key(config["SECRET_KEY"] or "")
     return config

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, g, request, send_from_directory
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 import config as settings
 from service import sqlite
@@ -43,6 +44,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.config["SECRET_KEY"] = _instance_secret(instance_path)
     app.config.update(_openapi_settings())
     configure_logging(app.config["LOG_LEVEL"])
+    if app.config["TRUSTED_PROXIES"]:
+        # Behind that many proxies: the client's address and scheme from their headers
+        # (werkzeug's ProxyFix takes the right-most N entries, the ones they added).
+        proxies = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
 
     i18n.init_app(app)
     register_extensions(app)

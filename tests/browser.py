@@ -66,6 +66,9 @@ def live_server(database_url: str, instance: Path, broker_url: str | None = None
         CELERY_QUEUE=QUEUE,
         CELERY_KEY_PREFIX=f"{QUEUE}:",
         LOG_LEVEL="WARNING",
+        # Each server counts its own rate limits: on the shared Redis, every browser
+        # test's sign-ins from 127.0.0.1 would otherwise add up within a minute.
+        RATELIMIT_KEY_PREFIX=f"{QUEUE}:{port}:limits",
     )
     if broker_url:
         env["CELERY_BROKER_URL"] = broker_url

@@ -12,6 +12,10 @@ import config
 from service.serve import web_command
 from tests.browser import free_port
 
+# Touches no database and no broker: the embedded pass runs it, the PostgreSQL + Redis
+# pass skips it (tests/conftest.py).
+pytestmark = pytest.mark.backend_independent
+
 
 def test_plain_postgresql_urls_use_the_installed_driver():
     assert config.database_url("postgresql://u@db/needs") == "postgresql+psycopg://u@db/needs"

@@ -9,6 +9,12 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
+# Touches no database and no broker: the embedded pass runs it, the PostgreSQL + Redis
+# pass skips it (tests/conftest.py).
+pytestmark = pytest.mark.backend_independent
+
 EDGE = (
     "service.api",
     "service.dashboard",

@@ -148,7 +148,8 @@ def test_sign_out_needs_the_form_and_forgets_the_session(app, auth):
 def test_the_overview_shows_the_latest_summary_as_the_api_does(app, client, auth):
     a_situation(app, client, auth)
     latest = client.get("/api/v1/summaries/latest", headers=auth.admin).get_json()
-    page = signed_in(app, auth.token("reader")).get("/")
+    reader = signed_in(app, auth.token("reader"))
+    page = reader.get("/")
     html = page.get_data(as_text=True)
 
     assert page.status_code == 200
@@ -162,7 +163,11 @@ def test_the_overview_shows_the_latest_summary_as_the_api_does(app, client, auth
     assert re.search(r'<polyline points="[\d.]+,[\d.]+', html)
     assert "water_litres_per_day" not in html and "Water (L/day)" in html
     assert "stale group" in html and FLAG_MEANING_STALE in html
-    assert '<meta http-equiv="refresh" content="60">' in html
+    # It reloads itself only when asked to (a screen in a meeting), and says how to stop.
+    assert 'http-equiv="refresh"' not in html and 'href="/?reload=on"' in html
+    reloading = reader.get("/?reload=on").get_data(as_text=True)
+    assert '<meta http-equiv="refresh" content="60">' in reloading
+    assert 'id="stop-reloading"' in reloading
     assert page.headers["Cache-Control"] == "no-store"
     assert "script-src" not in page.headers["Content-Security-Policy"]
     assert "default-src 'none'" in page.headers["Content-Security-Policy"]

@@ -8,11 +8,16 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.domain.headcounts import Spelling, canonical, made, read_report
 from service.models import NEEDS_SECTORS, SADD_KEYS, VULNERABLE_KEYS
+
+# Touches no database and no broker: the embedded pass runs it, the PostgreSQL + Redis
+# pass skips it (tests/conftest.py).
+pytestmark = pytest.mark.backend_independent
 
 NOW = datetime.now(UTC)
 LATEST = NOW + timedelta(minutes=2)

@@ -21,6 +21,10 @@ from service.domain.imports.checking import Row, parse_row, quick_row
 from service.domain.imports.reading import COLUMNS
 from service.models import NEEDS_SECTORS, SADD_KEYS, VULNERABLE_KEYS
 
+# Touches no database and no broker: the embedded pass runs it, the PostgreSQL + Redis
+# pass skips it (tests/conftest.py).
+pytestmark = pytest.mark.backend_independent
+
 THOROUGH = settings(
     max_examples=400,
     deadline=None,

@@ -12,11 +12,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from service.domain import suppression
 from service.models import SADD_KEYS, VULNERABLE_KEYS
+
+# Touches no database and no broker: the embedded pass runs it, the PostgreSQL + Redis
+# pass skips it (tests/conftest.py).
+pytestmark = pytest.mark.backend_independent
 
 SADD = [("sadd", k) for k in SADD_KEYS]
 VULNERABLE = [("vulnerable", k) for k in VULNERABLE_KEYS]

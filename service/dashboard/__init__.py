@@ -4,8 +4,9 @@ Server-rendered HTML and SVG (no script, no CDN). Sign-in is with an API token, 
 the session cookie then carries only the id of a server-side session (never the token),
 signed with SECRET_KEY, HttpOnly and SameSite=Lax; every request checks again that the
 session has not ended (signing out ends it) and the token is not revoked. Forms carry
-a CSRF token (Flask-WTF). The overview reloads itself with `<meta http-equiv="refresh">`
-every DASHBOARD_REFRESH_SECONDS.
+a CSRF token (Flask-WTF). The latest overview reloads itself every
+DASHBOARD_REFRESH_SECONDS when asked to (`?reload=on`, a link on the page; "Stop
+reloading" goes back), with `<meta http-equiv="refresh">`.
 
 What each role sees follows the API (the rule is `Caller.sees_groups_of`): everyone
 sees the summaries (site-level figures); the labels and figures of single groups named
@@ -353,10 +354,14 @@ def overview() -> Any:
     caller: Caller = g.caller
     at = _moment(request.args.get("at"))
     summary = summaries_domain.latest_ready(at)
-    refresh = current_app.config["DASHBOARD_REFRESH_SECONDS"] if at is None else None
+    # Reloading is asked for (a screen in a meeting), never imposed: a page that reloads
+    # under a screen reader's or a slow reader's feet fails WCAG 2.2.1.
+    reloading = at is None and request.args.get("reload") == "on"
+    refresh = current_app.config["DASHBOARD_REFRESH_SECONDS"] if reloading else None
     context: dict[str, Any] = {
         "caller": caller,
         "refresh": refresh,
+        "reload_every": current_app.config["DASHBOARD_REFRESH_SECONDS"] if at is None else None,
         "can_request": caller.role in (Role.admin, Role.coordinator),
         "at": at,
         "suspended": subscriptions.suspended() if caller.is_admin else [],
