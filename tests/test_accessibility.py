@@ -105,6 +105,28 @@ PAGES = (
     Page("sites", "/sites", "admin", 200, "#new-site"),
     Page("site-groups", f"/sites/{CENTRE}/groups", "admin", 200, "#new-group"),
     Page("site-groups-coordinator", f"/sites/{CENTRE}/groups", "coordinator", 200, "#groups"),
+    # A reader's own subscriptions and webhooks (an admin's view of one subscription).
+    Page("subscriptions", "/subscriptions", "reader", 200, "#new-subscription"),
+    Page(
+        "subscription-preview",
+        "/subscriptions",
+        "reader",
+        200,
+        "#schedule-preview",
+        clicks=("#preview-schedule",),
+        sends=True,
+    ),
+    Page("subscription", "/subscriptions/{subscription}", "admin", 200, "#deliveries"),
+    Page("webhooks", "/webhooks", "reader", 200, "#new-webhook"),
+    Page(
+        "webhook-refused",
+        "/webhooks",
+        "reader",
+        422,
+        "#form-error",
+        clicks=("#register-webhook",),  # no URL
+        sends=True,
+    ),
     # The field app (/field/), on a phone that has never signed in, then on one signed in
     # by the QR code's link as a coordinator of one site: each of its views.
     Page("field-sign-in", "/field/", None, 200, "body[data-view=signin]", device="new phone"),
@@ -243,6 +265,7 @@ def _situation(app: Any, client: Any, auth: Auth) -> dict[str, str]:
         "import_job": job_id,
         "unsubscribe": link.removeprefix(app.config["PUBLIC_BASE_URL"]),
         "unknown_job": str(uuid.uuid4()),
+        "subscription": subscription.get_json()["id"],
         # The QR code's sign-in link, for a coordinator of the centre (secret in the fragment).
         "field_link": f"{FIELD_PATH}#token={quote(field_secret, safe='')}",
     }
