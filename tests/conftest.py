@@ -15,7 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import OperationalError
 
 from service import create_app
 from service.domain.callers import OPERATOR
@@ -132,39 +132,24 @@ def make_app(database_url: str, broker_url: str, tmp_path: Path) -> Iterator[Cal
 
 
 def _empty_tables() -> None:
-    """Empty every table, children first, and on PostgreSQL start the ids again at 1 (as
-    TRUNCATE ... RESTART IDENTITY did, at about 40 times the cost for the few rows a test
-    leaves: a TRUNCATE of every table took about 250 ms after each test). A module's worker
-    may still be finishing a build the test left behind: a deadlock, or a row it added
-    under one just deleted, and we retry."""
+    """Empty every table. A module's worker may still be finishing a build the test
+    left behind; PostgreSQL then reports a deadlock with the TRUNCATE, and we retry."""
     tables = list(reversed(db.metadata.sorted_tables))
     for attempt in range(10):
         db.session.rollback()
         try:
-            for table in tables:
-                db.session.execute(table.delete())
             if db.engine.dialect.name == "postgresql":
-                db.session.execute(text(RESTART_SEQUENCES))
+                names = ", ".join(f'"{t.name}"' for t in tables)
+                db.session.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            else:
+                for table in tables:
+                    db.session.execute(table.delete())
             db.session.commit()
             return
-        except (OperationalError, IntegrityError):
+        except OperationalError:
             if attempt == 9:
                 raise
             time.sleep(0.2)
-
-
-# Every sequence of the schema (the tables' ids) starts again at 1.
-RESTART_SEQUENCES = """
-DO $$
-DECLARE name text;
-BEGIN
-  FOR name IN SELECT quote_ident(sequence_schema) || '.' || quote_ident(sequence_name)
-              FROM information_schema.sequences WHERE sequence_schema = current_schema()
-  LOOP
-    EXECUTE 'ALTER SEQUENCE ' || name || ' RESTART';
-  END LOOP;
-END $$
-"""
 
 
 @pytest.fixture
