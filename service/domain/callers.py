@@ -43,6 +43,14 @@ class Caller:
                 + "."
             )
 
+    # Subscriptions and webhooks are owned by the token that made them: admins manage
+    # every one, a reader its own, coordinators none. Another's is "not found".
+    def require_manages_own(self) -> None:
+        self.require_role(Role.admin, Role.reader)
+
+    def manages(self, owner_token_id: int | None) -> bool:
+        return self.is_admin or (owner_token_id is not None and owner_token_id == self.token_id)
+
     def holds_site(self, site_id: str) -> bool:
         """The caller answers for this site: an admin, or a coordinator it names."""
         return self.is_admin or (self.role is Role.coordinator and site_id in self.site_ids)

@@ -160,15 +160,10 @@ def _sites(site_ids: list[str]) -> list[Site]:
     return [found[site_id] for site_id in site_ids]
 
 
-def _require_owner_role(caller: Caller) -> None:
-    """Admins manage every subscription; readers their own (coordinators none)."""
-    caller.require_role(Role.admin, Role.reader)
-
-
 def create_subscription(caller: Caller, data: dict[str, Any]) -> Subscription:
     """A new subscription, owned by the caller's token; its first report goes out at its
     first scheduled moment from now."""
-    _require_owner_role(caller)
+    caller.require_manages_own()
     site_ids = list(dict.fromkeys(data.get("site_ids") or []))
     formats = list(dict.fromkeys(data.get("formats", ["csv"])))
     now = utcnow()
@@ -207,9 +202,9 @@ def find_subscription(subscription_id: uuid.UUID, *, deleted: bool = False) -> S
 def visible_subscriptions(caller: Caller) -> Any:
     """The subscriptions the caller manages, as a query: all for admins, a reader's own
     (deleted ones are left out)."""
-    _require_owner_role(caller)
+    caller.require_manages_own()
     query = select(Subscription).where(Subscription.deleted_at.is_(None))
-    if not caller.is_admin:
+    if not caller.is_admin:  # a reader's own (Caller.manages)
         query = query.where(Subscription.owner_token_id == caller.token_id)
     return query.order_by(Subscription.created_at, Subscription.id)
 
@@ -217,9 +212,9 @@ def visible_subscriptions(caller: Caller) -> Any:
 def find_own(caller: Caller, subscription_id: uuid.UUID, *, deleted: bool = False) -> Subscription:
     """A subscription the caller manages; another reader's is not found (as if it did not
     exist: its address is not theirs to learn)."""
-    _require_owner_role(caller)
+    caller.require_manages_own()
     subscription = find_subscription(subscription_id, deleted=deleted)
-    if not caller.is_admin and subscription.owner_token_id != caller.token_id:
+    if not caller.manages(subscription.owner_token_id):
         raise NotFound(f"There is no subscription '{subscription_id}'.")
     return subscription
 

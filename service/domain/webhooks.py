@@ -53,7 +53,6 @@ from service.domain.settings import setting
 from service.extensions import db
 from service.models import (
     ApiToken,
-    Role,
     Site,
     Summary,
     SummaryStatus,
@@ -234,13 +233,9 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat() if moment else None
 
 
-def _require_owner_role(caller: Caller) -> None:
-    caller.require_role(Role.admin, Role.reader)
-
-
 def register(caller: Caller, data: dict[str, Any]) -> WebhookEndpoint:
     """A new endpoint (flushed); its secret is on the returned object, to be shown once."""
-    _require_owner_role(caller)
+    caller.require_manages_own()
     errors = []
     try:
         target(data["url"])
@@ -272,21 +267,21 @@ def register(caller: Caller, data: dict[str, Any]) -> WebhookEndpoint:
 
 def visible_endpoints(caller: Caller) -> Any:
     """The endpoints a caller sees (a select): all for admins, a reader's own."""
-    _require_owner_role(caller)
+    caller.require_manages_own()
     query = select(WebhookEndpoint).where(WebhookEndpoint.deleted_at.is_(None))
-    if not caller.is_admin:
+    if not caller.is_admin:  # a reader's own (Caller.manages)
         query = query.where(WebhookEndpoint.owner_token_id == caller.token_id)
     return query.order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
 
 
 def find(caller: Caller, endpoint_id: uuid.UUID, *, deleted: bool = False) -> WebhookEndpoint:
     """An endpoint the caller may see and manage; another reader's is not found."""
-    _require_owner_role(caller)
+    caller.require_manages_own()
     endpoint = db.session.get(WebhookEndpoint, endpoint_id)
     if (
         endpoint is None
         or (endpoint.deleted_at is not None and not deleted)
-        or (not caller.is_admin and endpoint.owner_token_id != caller.token_id)
+        or not caller.manages(endpoint.owner_token_id)
     ):
         raise NotFound(f"There is no webhook '{endpoint_id}'.")
     return endpoint
