@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from contextlib import suppress
 from datetime import datetime
+from typing import Any
 
 from celery import Task, shared_task
 from celery.utils.time import get_exponential_backoff_interval
 
 from service import handoff, importing, mail, webhook_sender
 from service.domain import deliveries, subscriptions, summaries, webhooks
+from service.domain.attempts import Outcome
 from service.domain.availability import database_away
 from service.domain.imports import jobs
 from service.extensions import db
@@ -114,20 +117,9 @@ def send_webhook(self: Task, delivery_id: str) -> str:
     return outcome.status
 
 
-def attempt_webhook(delivery_id: uuid.UUID) -> webhooks.Outcome:
-    """One try at a webhook delivery, in two transactions like `attempt_delivery`: the
-    lease and the attempt's count committed before the request leaves, the outcome after."""
-    try:
-        step = webhooks.begin(delivery_id)
-        db.session.commit()
-        if isinstance(step, webhooks.Outcome):
-            return step
-        outcome = webhooks.finish(step, webhook_sender.send(step))
-        db.session.commit()
-        return outcome
-    except BaseException:
-        _rollback()
-        raise
+def attempt_webhook(delivery_id: uuid.UUID) -> Outcome:
+    """One try at a webhook delivery (see `_attempt`)."""
+    return _attempt(lambda: webhooks.begin(delivery_id), webhook_sender.send, webhooks.finish)
 
 
 @shared_task(name=handoff.DISPATCH_SUBSCRIPTIONS)
@@ -168,16 +160,27 @@ def run_import(self: Task, job_id: str) -> int | None:
     return result.stored if result else None
 
 
-def attempt_delivery(delivery_id: uuid.UUID, now: datetime | None = None) -> deliveries.Outcome:
+def attempt_delivery(delivery_id: uuid.UUID, now: datetime | None = None) -> Outcome:
+    """One try at an email delivery (see `_attempt`)."""
+    return _attempt(
+        lambda: deliveries.begin(delivery_id, now),
+        mail.send,
+        lambda letter, result: deliveries.finish(letter, result, now),
+    )
+
+
+def _attempt(
+    begin: Callable[[], Any], send: Callable[[Any], Any], finish: Callable[[Any, Any], Any]
+) -> Outcome:
     """One try at a delivery, in two transactions: the lease and the attempt are committed
-    before the email leaves (another worker sees the lease; a worker killed while sending
+    before anything leaves (another worker sees the lease; a worker killed while sending
     still counts the attempt), the outcome after."""
     try:
-        step = deliveries.begin(delivery_id, now)
+        step = begin()
         db.session.commit()
-        if isinstance(step, deliveries.Outcome):
+        if isinstance(step, Outcome):
             return step
-        outcome = deliveries.finish(step, mail.send(step), now)
+        outcome = finish(step, send(step))
         db.session.commit()
         return outcome
     except BaseException:

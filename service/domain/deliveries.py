@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 
 from service.domain import audit, summaries
+from service.domain.attempts import Outcome
 from service.domain.callers import Caller
 from service.domain.errors import Conflict
 from service.domain.settings import TASK_TIME_LIMIT_SECONDS, setting
@@ -48,14 +49,6 @@ LOST_AFTER = timedelta(minutes=5)
 # SUMMARY_BUILD_TIMEOUT_SECONDS), looking again this often.
 WAIT_STEP_SECONDS = 15
 ACTIVE = (DeliveryStatus.queued, DeliveryStatus.retrying)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What an attempt did, and when the task should run again (None: not again)."""
-
-    status: str
-    retry_in: int | None = None
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from standardwebhooks.webhooks import Webhook
 
 from service.domain import audit, suppression, visibility
+from service.domain.attempts import Outcome
 from service.domain.callers import SYSTEM, Caller
 from service.domain.errors import FieldError, Invalid, NotFound
 from service.domain.exports import to_csv
@@ -520,14 +521,6 @@ def not_handed_out(delivery_ids: list[uuid.UUID]) -> None:
 # ---------------------------------------------------------------------------
 # Attempts
 # ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What an attempt did, and when the task should run again (None: not again)."""
-
-    status: str
-    retry_in: int | None = None
 
 
 @dataclass(frozen=True)
