@@ -6,24 +6,20 @@ redirect, so it is in no URL, and `Cache-Control: no-store` keeps it out of the
 browser's cache); the QR code is inline SVG, as the strict CSP allows no `data:`
 images. Listings show the token's first characters only (all that is stored besides
 its hash). Creating and revoking are audited with the admin's token, as on the CLI.
-
-Because the answer is not a redirect, reloading it would send the form again: each form
-carries an id of its own, and the session remembers the forms that made a token, so a
-resent form makes no second token and says which one it made (a browser's resend, not a
-data guarantee: two tokens would be a nuisance, not a wrong count).
+A reload of that answer sends the form again: it makes no second token
+(service/dashboard/sent_once.py).
 """
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
-from flask import flash, g, redirect, render_template, request, session, url_for
+from flask import flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from sqlalchemy import select
 
 from service import signin_link
-from service.dashboard import blp
+from service.dashboard import blp, sent_once
 from service.dashboard.admin_forms import FormErrors, refused
 from service.domain import token_admin
 from service.domain.callers import Caller
@@ -31,14 +27,11 @@ from service.domain.errors import Invalid
 from service.extensions import db
 from service.models import Role, Site
 
-SENT_FORMS = "token_forms"  # in the session: form id -> the token it made
-SENT_FORMS_KEPT = 20
-
 
 def _page(caller: Caller, **context: Any) -> str:
     context.setdefault("errors", None)
     context.setdefault("form", {})
-    context.setdefault("form_id", uuid.uuid4().hex)
+    context.setdefault("form_id", sent_once.new_form_id())
     return render_template(
         "dashboard/admin_tokens.html",
         caller=caller,
@@ -65,8 +58,8 @@ def create_token() -> Any:
         "name": request.form.get("name", ""),
         "sites": request.form.getlist("site"),
     }
-    form_id = request.form.get("form_id", "")[:32]
-    made = session.get(SENT_FORMS, {}).get(form_id) if form_id else None
+    form_id = sent_once.sent_form_id()
+    made = sent_once.made_by("token", form_id)
     if made is not None:
         message = _(
             "This form was sent already: it made token %(id)s, whose secret was shown only "
@@ -86,9 +79,7 @@ def create_token() -> Any:
         db.session.rollback()
         return _page(caller, errors=refused(error), form=form), 422
     db.session.commit()
-    if form_id:
-        sent = dict(list(session.get(SENT_FORMS, {}).items())[-(SENT_FORMS_KEPT - 1) :])
-        session[SENT_FORMS] = {**sent, form_id: api_token.id}
+    sent_once.remember("token", form_id, api_token.id)
     link = signin_link.signin_url(secret)
     return render_template(
         "dashboard/admin_token_created.html",

@@ -89,7 +89,7 @@ def subscriptions_page() -> Any:
 @blp.post("/subscriptions")
 def create_subscription() -> Any:
     caller: Caller = g.caller
-    domain.visible_subscriptions(caller)  # 403 for a role that has none
+    caller.require_manages_own()
     form = {
         "email": request.form.get("email", ""),
         "cron": request.form.get("cron", ""),

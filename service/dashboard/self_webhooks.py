@@ -16,12 +16,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import flash, g, redirect, render_template, request, session, url_for
+from flask import flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from sqlalchemy import select
 
 from service.api.webhooks import WebhookIn
-from service.dashboard import blp
+from service.dashboard import blp, sent_once
 from service.dashboard.admin_forms import FormErrors, FormRefused, as_json, load, refused
 from service.dashboard.self_subscriptions import owner_names
 from service.domain import webhooks as domain
@@ -30,23 +30,7 @@ from service.domain.errors import Invalid
 from service.extensions import db
 from service.models import Site, WebhookAttempt, WebhookDelivery
 
-SENT_FORMS = "webhook_forms"  # in the session: form id -> the endpoint it made or turned
-SENT_FORMS_KEPT = 20
 EVENT_NAMES = domain.EVENTS
-
-
-def _form_id() -> str:
-    return request.form.get("form_id", "")[:32]
-
-
-def _already_sent(form_id: str) -> str | None:
-    return session.get(SENT_FORMS, {}).get(form_id) if form_id else None
-
-
-def _remember(form_id: str, endpoint_id: uuid.UUID) -> None:
-    if form_id:
-        sent = dict(list(session.get(SENT_FORMS, {}).items())[-(SENT_FORMS_KEPT - 1) :])
-        session[SENT_FORMS] = {**sent, form_id: str(endpoint_id)}
 
 
 def _page(caller: Caller, status: int = 200, **context: Any) -> tuple[str, int]:
@@ -63,7 +47,7 @@ def _page(caller: Caller, status: int = 200, **context: Any) -> tuple[str, int]:
         site_names={site.id: site.name for site in sites},
         formats=domain.FORMATS,
         events=EVENT_NAMES,
-        form_id=uuid.uuid4().hex,
+        form_id=sent_once.new_form_id(),
         **context,
     ), status
 
@@ -76,15 +60,15 @@ def webhooks_page() -> Any:
 @blp.post("/webhooks")
 def register_webhook() -> Any:
     caller: Caller = g.caller
-    domain.visible_endpoints(caller)  # 403 for a role that has none
+    caller.require_manages_own()
     form = {
         "url": request.form.get("url", ""),
         "sites": request.form.getlist("site"),
         "formats": request.form.getlist("format"),
         "events": request.form.getlist("event"),
     }
-    form_id = _form_id()
-    made = _already_sent(form_id)
+    form_id = sent_once.sent_form_id()
+    made = sent_once.made_by("webhook", form_id)
     if made is not None:
         message = _(
             "This form was sent already: it registered webhook %(id)s, whose secret was shown "
@@ -103,7 +87,7 @@ def register_webhook() -> Any:
         return _page(caller, 422, errors=refused(error), form=form)
     secret = endpoint.secret
     db.session.commit()
-    _remember(form_id, endpoint.id)
+    sent_once.remember("webhook", form_id, endpoint.id)
     return render_template(
         "dashboard/self_webhook_secret.html",
         caller=caller,
@@ -140,7 +124,7 @@ def webhook_page(webhook_id: uuid.UUID) -> Any:
         deliveries=log,
         attempts=attempts,
         owners=owner_names({endpoint.owner_token_id}) if caller.is_admin else {},
-        form_id=uuid.uuid4().hex,
+        form_id=sent_once.new_form_id(),
     )
 
 
@@ -148,7 +132,7 @@ def webhook_page(webhook_id: uuid.UUID) -> Any:
 def rotate_webhook_secret(webhook_id: uuid.UUID) -> Any:
     caller: Caller = g.caller
     endpoint = domain.find(caller, webhook_id)
-    if _already_sent(_form_id()) is not None:
+    if sent_once.made_by("webhook", sent_once.sent_form_id()) is not None:
         flash(
             _(
                 "This form was sent already: the new secret was shown only then. If it was "
@@ -158,7 +142,7 @@ def rotate_webhook_secret(webhook_id: uuid.UUID) -> Any:
         return redirect(url_for("dashboard.webhook_page", webhook_id=webhook_id), 303)
     secret = domain.rotate_secret(caller, webhook_id)
     db.session.commit()
-    _remember(_form_id(), endpoint.id)
+    sent_once.remember("webhook", sent_once.sent_form_id(), endpoint.id)
     return render_template(
         "dashboard/self_webhook_secret.html",
         caller=caller,
