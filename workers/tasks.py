@@ -104,17 +104,9 @@ def hand_out_webhooks() -> None:
     db.session.commit()
 
 
-# Failed attempts are retried below, on the schedule the delivery itself keeps.
 @shared_task(name=handoff.SEND_WEBHOOK, bind=True)
 def send_webhook(self: Task, delivery_id: str) -> str:
-    try:
-        outcome = attempt_webhook(uuid.UUID(delivery_id))
-    except Exception as exc:
-        retry_if_the_database_is_away(self, exc)
-        raise
-    if outcome.retry_in is not None:
-        raise self.retry(countdown=outcome.retry_in, max_retries=None)
-    return outcome.status
+    return _send(self, lambda: attempt_webhook(uuid.UUID(delivery_id)))
 
 
 def attempt_webhook(delivery_id: uuid.UUID) -> Outcome:
@@ -133,17 +125,9 @@ def dispatch_subscriptions() -> int:
     return len(due)
 
 
-# SMTP failures are retried below, on the schedule the delivery itself keeps.
 @shared_task(name=handoff.SEND_DELIVERY, bind=True)
 def send_delivery(self: Task, delivery_id: str) -> str:
-    try:
-        outcome = attempt_delivery(uuid.UUID(delivery_id))
-    except Exception as exc:
-        retry_if_the_database_is_away(self, exc)
-        raise
-    if outcome.retry_in is not None:
-        raise self.retry(countdown=outcome.retry_in, max_retries=None)
-    return outcome.status
+    return _send(self, lambda: attempt_delivery(uuid.UUID(delivery_id)))
 
 
 # Running an import again stores nothing twice.
@@ -167,6 +151,20 @@ def attempt_delivery(delivery_id: uuid.UUID, now: datetime | None = None) -> Out
         mail.send,
         lambda letter, result: deliveries.finish(letter, result, now),
     )
+
+
+def _send(task: Task, attempt: Callable[[], Outcome]) -> str:
+    """A delivery's task (an email, a webhook): the database away, it is tried again
+    soon; a failed attempt (SMTP, a receiver) on the schedule the delivery itself keeps,
+    when the outcome says."""
+    try:
+        outcome = attempt()
+    except Exception as exc:
+        retry_if_the_database_is_away(task, exc)
+        raise
+    if outcome.retry_in is not None:
+        raise task.retry(countdown=outcome.retry_in, max_retries=None)
+    return outcome.status
 
 
 def _attempt(
